@@ -1,0 +1,1 @@
+"""Airflow adapter for jobs_core (see the Airflow issue); nothing here yet."""

@@ -1,0 +1,1 @@
+"""Luigi adapter for jobs_core (see the Luigi issue); nothing here yet."""

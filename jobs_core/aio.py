@@ -1,0 +1,196 @@
+"""The asyncio coordinator and job, on ``redis.asyncio`` clients.
+
+They run the same flows as the sync ones (:mod:`jobs_core.steps`); the
+heartbeat is one task per running job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from .coordinator import CoordinatorBase
+from .errors import LockLost
+from .facts import BlockReport, OutputInfo, RunningJob, Waiter
+from .job import JobBase, caller_name, new_job_id
+from .names import check_text
+from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, queue
+from .waiting import AsyncWaker
+
+log = logging.getLogger("jobs_core")
+
+
+class AsyncJob(JobBase):
+    """A job on an :class:`AsyncCoordinator`: ``async with coordinator.job(...) as job:``."""
+
+    coordinator: AsyncCoordinator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = asyncio.Lock()
+        self._beat_task: asyncio.Task | None = None
+
+    def clone(self) -> AsyncJob:
+        other = super().clone()
+        other._lock = asyncio.Lock()
+        other._beat_task = None
+        return other
+
+    async def start(self) -> AsyncJob:
+        """Take the locks, waiting up to ``wait`` seconds; see :meth:`jobs_core.Job.start`."""
+        async with self._lock:
+            if self.token is not None:
+                return self
+            await self.coordinator._run(self._start_flow())
+            if self.heartbeat is not None:
+                self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
+            return self
+
+    async def stop(self, failed: bool = False) -> None:
+        """Release the locks, writing outputs unless ``failed``; see :meth:`jobs_core.Job.stop`."""
+        async with self._lock:
+            if self.token is None:
+                return
+            self._check_owner()
+            try:
+                await self.coordinator._run(self._stop_flow(not failed))
+            finally:
+                if self.token is None and self._beat_task is not None:
+                    self._beat_task.cancel()
+                    self._beat_task = None
+
+    async def refresh(self) -> None:
+        """Renew every lease now; raises :class:`LockLost` if some lock was lost."""
+        async with self._lock:
+            self._check_owner()
+            lost = await self.coordinator._run(self._refresh_flow(renew=True))
+        if lost is not None:
+            if lost[1]:
+                await self._call_on_lost()
+            raise LockLost(self.id, lost[0])
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` if the job is known to have lost a lock; no round trip."""
+        self._check()
+
+    async def _call_on_lost(self) -> None:
+        if self.on_lost is None:
+            return
+        try:
+            result = self.on_lost(self)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("on_lost callback of job %s failed", self.id)
+
+    async def _beat_loop(self) -> None:
+        delay = self.heartbeat
+        while delay is not None:
+            await asyncio.sleep(delay)
+            try:
+                async with self._lock:
+                    if self.token is None:
+                        return
+                    renew, delay = self._beat_plan()
+                    lost = await self.coordinator._run(self._refresh_flow(renew))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat of job %s failed; retrying in 1s", self.id)
+                delay = 1.0
+                continue
+            if lost is not None and lost[1]:
+                await self._call_on_lost()
+            if not renew and lost is not None:
+                delay = None
+
+    async def __aenter__(self) -> AsyncJob:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._forked():
+            return
+        await self.stop(failed=exc_type is not None)
+
+    def __call__(self, fn: Any) -> Any:
+        """Decorate a coroutine function to run as this job, started afresh for every call."""
+        takes_job = self._takes_job(fn)
+
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            async with self.clone() as job:
+                if takes_job:
+                    kwargs["job"] = job
+                return await fn(*args, **kwargs)
+
+        return run
+
+
+class AsyncCoordinator(CoordinatorBase):
+    """Jobs on a ``redis.asyncio`` client; the same operations as :class:`jobs_core.Coordinator`, awaited."""
+
+    _async = True
+
+    async def _run(self, flow: Flow) -> Any:
+        """Drive a flow on this client: the asyncio driver of :mod:`jobs_core.steps`."""
+        waker = None
+        try:
+            step = next(flow)
+            while True:
+                kind = step[0]
+                if kind == CALL:
+                    result = await getattr(self.scripts, step[1])(step[2], step[3])
+                elif kind == BATCH:
+                    async with self.client.pipeline(transaction=step[2]) as pipe:
+                        result = await queue(pipe, step[1]).execute()
+                elif kind == SUBSCRIBE:
+                    waker = await AsyncWaker(self.client, self.keys.channel, step[1], self.sharded).__aenter__()
+                    result = None
+                else:
+                    assert kind == SLEEP
+                    result = await waker.wait(step[1])
+                step = flow.send(result)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if waker is not None:
+                await waker.__aexit__(None, None, None)
+
+    def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
+            wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True,
+            **options: Any) -> AsyncJob:
+        """An :class:`AsyncJob`; the arguments are those of :meth:`jobs_core.Coordinator.job`."""
+        options.setdefault("_depth", 3)
+        return AsyncJob(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
+
+    async def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
+                          ) -> BlockReport:
+        return await self._run(self._why_blocked_flow(inputs, outputs, overwrite))
+
+    async def output_info(self, name: str) -> OutputInfo:
+        return await self._run(self._output_info_flow(name))
+
+    async def running_jobs(self) -> list[RunningJob]:
+        return await self._run(self._running_jobs_flow())
+
+    async def waiting_jobs(self) -> list[Waiter]:
+        return await self._run(self._waiting_flow())
+
+    async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
+        return await self._run(self._unlock_flow(inputs, outputs))
+
+    async def create_outputs(self, outputs: Iterable[str], job_id: str | None = None,
+                             ttl: float | None = None) -> int:
+        job_id = check_text(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
+        return await self._run(self._create_flow(outputs, job_id, ttl))
+
+    async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
+        return await self._run(self._edges_flow(before, after))
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        close = getattr(self.client, "aclose", None) or self.client.close
+        await close()

@@ -1,0 +1,363 @@
+"""The coordinator: a Redis client plus a namespace, and the jobs made from it.
+
+:class:`CoordinatorBase` validates the configuration and holds every
+multi-step operation as a flow (:mod:`jobs_core.steps`); :class:`Coordinator`
+runs them on a sync client, :class:`jobs_core.aio.AsyncCoordinator` on an
+asyncio one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import socket
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import ConfigurationError, InvalidType
+from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
+from .heartbeat import Heartbeat
+from .job import Job, caller_name, new_job_id
+from .keys import Keys, has_hash_tag
+from .lineage import clean_edges, score_range
+from .names import check_name, check_names, check_text
+from .protocol import Plan, check_seconds, holder_facts, output_info, parse_start, running_job, server_time, text, to_ms
+from .scripts import Scripts
+from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
+from .waiting import Waker
+
+log = logging.getLogger("jobs_core")
+ENV_URL = "JOBS_REDIS_URL"
+ENV_PREFIX = "JOBS_PREFIX"
+
+
+def is_cluster_client(client: Any) -> bool:
+    """Whether ``client`` is a Redis Cluster client (redis-py or valkey-py, sync or asyncio)."""
+    return hasattr(client, "nodes_manager")
+
+
+def check_client(client: Any, want_async: bool) -> None:
+    """Refuse what is not a usable redis-py/valkey-py client of the right flavour."""
+    if client is None:
+        raise ConfigurationError(
+            "no Redis connection: pass a client (redis.Redis(...)), or use "
+            f"from_url('redis://host:6379/0') or from_env() with {ENV_URL} set")
+    if not (hasattr(client, "register_script") and hasattr(client, "pipeline") and hasattr(client, "pubsub")):
+        raise ConfigurationError(f"expected a redis-py or valkey-py client, got {type(client).__name__}")
+    is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+    if is_async and not want_async:
+        raise ConfigurationError("this is an asyncio client (redis.asyncio): use jobs_core.AsyncCoordinator")
+    if want_async and not is_async:
+        raise ConfigurationError("this is a sync client: use jobs_core.Coordinator, or pass a redis.asyncio client")
+
+
+class CoordinatorBase:
+    """Settings and operations shared by the sync and asyncio coordinators.
+
+    Args:
+        client: a redis-py or valkey-py client (``redis.Redis``, ``RedisCluster``...).
+        prefix: key prefix of the namespace (``""``, ``"pfx:"``; on a cluster it
+            must hold a hash tag such as ``"{jobs}:"``).
+        history: record lineage edges when jobs start.
+        output_ttl: seconds outputs live after being written (None: forever).
+        poll: longest fallback poll, in seconds, while waiting on something that
+            does not publish wake-ups (a jobs.py writer, a plain ``SET``).
+        clock: monotonic clock for waits and lease bookkeeping (tests inject one).
+
+    Raises:
+        ConfigurationError: no client, a client of the wrong kind, or a cluster
+            client with a prefix lacking a hash tag.
+    """
+
+    _async = False
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "",
+        *,
+        history: bool = True,
+        output_ttl: float | None = None,
+        poll: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_client(client, self._async)
+        if not isinstance(prefix, str):
+            raise InvalidType(f"prefix must be a str, not {type(prefix).__name__}")
+        if prefix:
+            check_text(prefix, "prefix")
+        self.sharded = is_cluster_client(client)
+        if self.sharded and not has_hash_tag(prefix):
+            raise ConfigurationError(
+                f"prefix {prefix!r} has no hash tag: on Redis Cluster every key of a namespace must map to one "
+                "slot, so use a prefix such as '{jobs}:' (braces included)")
+        self.client = client
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self.history = bool(history)
+        self.output_ttl = check_seconds(output_ttl, "output_ttl", minimum=0.001, allow_none=True)
+        self.poll = check_seconds(poll, "poll", minimum=0.001)
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.publish = "SPUBLISH" if self.sharded else "PUBLISH"
+        self.scripts = Scripts(client)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.prefix!r} client={self.client!r}>"
+
+    @classmethod
+    def _client_from_url(cls, url: str, **options: Any) -> Any:
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError(f"a Redis URL such as 'redis://localhost:6379/0' is needed, got {url!r}")
+        if cls._async:
+            import redis.asyncio as redis_mod
+        else:
+            import redis as redis_mod  # type: ignore[no-redef]
+        try:
+            return redis_mod.Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "", *, history: bool = True, output_ttl: float | None = None,
+                 poll: float = 2.0, **client_options: Any) -> Any:
+        """A coordinator on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+        ``client_options`` go to ``Redis.from_url`` (``ssl_ca_certs=...``, ``decode_responses=...``).
+        """
+        client = cls._client_from_url(url, **client_options)
+        return cls(client, prefix, history=history, output_ttl=output_ttl, poll=poll)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Any:
+        """A coordinator for ``$JOBS_REDIS_URL`` with prefix ``$JOBS_PREFIX`` (default ``""``)."""
+        url = os.environ.get(ENV_URL)
+        if not url:
+            raise ConfigurationError(f"{ENV_URL} is not set: export {ENV_URL}=redis://host:6379/0 "
+                                     "(and optionally JOBS_PREFIX)")
+        kwargs.setdefault("prefix", os.environ.get(ENV_PREFIX, ""))
+        return cls.from_url(url, **kwargs)
+
+    # -- flows ---------------------------------------------------------------------------
+
+    def _publishers_flow(self, job_ids: Iterable[str]) -> Flow:
+        """Which of these lock holders are running jobs_core jobs (whose release publishes)."""
+        ids = list(job_ids)
+        states = yield BATCH, [cmd("hget", self.keys.holder(i), "state") for i in ids], False
+        return {i: s is not None and text(s) == "running" for i, s in zip(ids, states)}
+
+    def _holders_flow(self, holders: Iterable[Holder]) -> Flow:
+        """Holder facts (token, host, pid) for lock holders known only by id and expiry."""
+        by_id = {h.job_id: h for h in holders}
+        if not by_id:
+            return {}
+        records = yield BATCH, [cmd("hgetall", self.keys.holder(i)) for i in by_id], False
+        return {i: holder_facts(i, r, h.expires) for (i, h), r in zip(by_id.items(), records)}
+
+    def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
+        plan = Plan(self.keys, "why-blocked", check_names(inputs, "inputs"), check_names(outputs, "outputs"),
+                    lease=1.0, overwrite=overwrite, history=False, output_ttl=None, host=self.host,
+                    pid=os.getpid(), publish=self.publish)
+        reply = yield CALL, "start", plan.start_keys, plan.start_args("check")
+        started, _, now, blockers = parse_start(reply, plan.names)
+        if started:
+            return BlockReport(True, now)
+        facts = yield from self._holders_flow(b.holder for b in blockers if b.holder)
+        return BlockReport(False, now, tuple(
+            Blocker(b.reason, b.name, facts[b.holder.job_id]) if b.holder else b for b in blockers))
+
+    def _output_info_flow(self, name: str) -> Flow:
+        name = check_name(name)
+        k = self.keys
+        now, value, pttl, facts, writer, wpttl, readers = yield BATCH, [
+            cmd("time"), cmd("get", k.output(name)), cmd("pttl", k.output(name)), cmd("get", k.facts(name)),
+            cmd("get", k.olock(name)), cmd("pttl", k.olock(name)),
+            cmd("zrange", k.ilock(name), 0, -1, withscores=True),
+        ], True
+        waiting = yield from self._waiting_flow()
+        waiters = [w.job_id for w in waiting if name in w.inputs or name in w.outputs]
+        info = output_info(name, server_time(now), value, pttl, facts, writer, wpttl, readers, waiters)
+        lock_holders = ([info.write_lock] if info.write_lock else []) + list(info.readers)
+        if not lock_holders:
+            return info
+        facts_by_id = yield from self._holders_flow(lock_holders)
+        return OutputInfo(**{**info.__dict__,
+                             "write_lock": facts_by_id[info.write_lock.job_id] if info.write_lock else None,
+                             "readers": tuple(facts_by_id[r.job_id] for r in info.readers)})
+
+    def _live_members_flow(self, key: str) -> Flow:
+        """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
+        now, members = yield BATCH, [cmd("time"), cmd("zrange", key, 0, -1, withscores=True)], True
+        now = server_time(now)
+        return [(text(m), float(s)) for m, s in members if float(s) > now]
+
+    def _running_jobs_flow(self) -> Flow:
+        live = yield from self._live_members_flow(self.keys.running)
+        if not live:
+            return []
+        rows = yield BATCH, [c for i, _ in live for c in (cmd("get", self.keys.job(i)),
+                                                           cmd("hgetall", self.keys.holder(i)))], False
+        jobs = (running_job(i, s, rows[2 * n], rows[2 * n + 1]) for n, (i, s) in enumerate(live))
+        return [j for j in jobs if j is not None]
+
+    def _waiting_flow(self) -> Flow:
+        live = yield from self._live_members_flow(self.keys.waiting)
+        if not live:
+            return []
+        (records,) = yield BATCH, [cmd("mget", [self.keys.waiter(i) for i, _ in live])], False
+        out = []
+        for (job_id, deadline), raw in zip(live, records):
+            if raw is None:
+                continue
+            rec = json.loads(text(raw))
+            io = rec.get("io", [])
+            sep = io.index("") if "" in io else len(io)
+            out.append(Waiter(job_id, tuple(io[:sep]), tuple(io[sep + 1:]), deadline, rec.get("host"),
+                              rec.get("pid"), rec.get("since")))
+        return out
+
+    def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str]) -> Flow:
+        ins, outs = check_names(inputs, "inputs"), check_names(outputs, "outputs")
+        keys = [self.keys.token] + [self.keys.ilock(n) for n in ins] + [self.keys.olock(n) for n in outs]
+        deleted, _ = yield CALL, "unlock", keys, [self.publish, self.keys.channel, "\n".join(ins + outs)]
+        return int(deleted)
+
+    def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None) -> Flow:
+        outs = check_names(outputs, "outputs")
+        ttl = self.output_ttl if ttl is None else check_seconds(ttl, "ttl", minimum=0.001)
+        keys = [self.keys.token]
+        for n in outs:
+            keys += (self.keys.output(n), self.keys.olock(n), self.keys.facts(n))
+        args = [job_id, 0 if ttl is None else to_ms(ttl), self.publish, self.keys.channel, "\n".join(outs)]
+        return int((yield CALL, "create", keys, args))
+
+    def _edges_flow(self, before: Any, after: Any) -> Flow:
+        low, high = score_range(before, after)
+        ins, outs = yield BATCH, [cmd("zrangebyscore", self.keys.graph_input, low, high),
+                                  cmd("zrangebyscore", self.keys.graph_output, low, high)], False
+        return clean_edges(ins), clean_edges(outs)
+
+
+class Coordinator(CoordinatorBase):
+    """Jobs on a sync redis-py/valkey-py client. See :class:`CoordinatorBase` for the arguments."""
+
+    def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(client, prefix, **kwargs)
+        self._heartbeat: Heartbeat | None = None
+        self._running: weakref.WeakSet[Job] = weakref.WeakSet()
+
+    def _run(self, flow: Flow) -> Any:
+        """Drive a flow on this client: the sync driver of :mod:`jobs_core.steps`."""
+        waker = None
+        try:
+            step = next(flow)
+            while True:
+                kind = step[0]
+                if kind == CALL:
+                    result = getattr(self.scripts, step[1])(step[2], step[3])
+                elif kind == BATCH:
+                    with self.client.pipeline(transaction=step[2]) as pipe:
+                        result = queue(pipe, step[1]).execute()
+                elif kind == SUBSCRIBE:
+                    waker = Waker(self.client, self.keys.channel, step[1], self.sharded).__enter__()
+                    result = None
+                else:
+                    assert kind == SLEEP
+                    result = waker.wait(step[1])
+                step = flow.send(result)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if waker is not None:
+                waker.__exit__(None, None, None)
+
+    def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
+            wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True, **options: Any) -> Job:
+        """A job reading ``inputs`` and writing ``outputs``, not started yet.
+
+        Args:
+            inputs: names that must exist, and nobody be writing, to start.
+            outputs: names written (marked as existing) when the job succeeds.
+            duration: the lease, in seconds, of every lock; the heartbeat renews it.
+            wait: seconds to wait for busy or missing resources before failing.
+            overwrite: if False, an existing output stops the job from starting.
+            heartbeat: renew leases in the background (True: every duration/3;
+                a number: that interval in seconds; False: never).
+            **options: ``job_id`` (a fixed id), ``name`` (id base, default
+                ``<file>:<function>`` of the caller), ``on_lost(job)`` callback,
+                ``max_hold`` (seconds after which the heartbeat stops renewing),
+                ``output_ttl`` and ``history`` (override the coordinator's).
+
+        Raises:
+            InvalidName: a bad input or output name.
+            InvalidArgument: a bad duration, wait or option.
+        """
+        options.setdefault("_depth", 3)
+        return Job(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """The thread that renews this coordinator's jobs (started on first use)."""
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self.clock)
+        return self._heartbeat
+
+    def _track(self, job: Job) -> None:
+        self._running.add(job)
+
+    def _untrack(self, job: Job) -> None:
+        self._running.discard(job)
+
+    def running_here(self) -> list[Job]:
+        """Jobs this process started through this coordinator and has not stopped."""
+        return [j for j in list(self._running) if j.is_running and not j._forked()]
+
+    def stop_all(self, failed: bool = True) -> None:
+        """Stop every job :meth:`running_here` (as failed by default), e.g. on shutdown."""
+        for job in self.running_here():
+            try:
+                job.stop(failed=failed)
+            except Exception:
+                log.exception("could not stop job %s", job.id)
+
+    def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
+                    ) -> BlockReport:
+        """Would a job with these inputs and outputs start now? If not, what blocks it, held by whom, until when."""
+        return self._run(self._why_blocked_flow(inputs, outputs, overwrite))
+
+    def output_info(self, name: str) -> OutputInfo:
+        """Whether ``name`` was written, by which job, when, with which token; who locks or waits on it."""
+        return self._run(self._output_info_flow(name))
+
+    def running_jobs(self) -> list[RunningJob]:
+        """Every running job of the namespace, jobs_core and jobs.py alike."""
+        return self._run(self._running_jobs_flow())
+
+    def waiting_jobs(self) -> list[Waiter]:
+        """Jobs of the namespace waiting to start (jobs_core jobs; jobs.py does not record waits)."""
+        return self._run(self._waiting_flow())
+
+    def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
+        """Force-release read locks on ``inputs`` and write locks on ``outputs`` (a repair).
+
+        Their holders are fenced out (they find the locks lost and write
+        nothing) and waiters are woken. Returns how many lock keys existed.
+        """
+        return self._run(self._unlock_flow(inputs, outputs))
+
+    def create_outputs(self, outputs: Iterable[str], job_id: str | None = None, ttl: float | None = None) -> int:
+        """Mark ``outputs`` written without running a job (a repair); returns the fencing token.
+
+        A current writer of any of them is fenced out. ``job_id`` is recorded as
+        the writer (default ``<file>:<function>.<random>`` of the caller).
+        """
+        job_id = check_text(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
+        return self._run(self._create_flow(outputs, job_id, ttl))
+
+    def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
+        """Lineage edges last seen in the time range: ``(["input -> job"...], ["job -> output"...])``."""
+        return self._run(self._edges_flow(before, after))

@@ -1,0 +1,69 @@
+"""The exceptions jobs_core raises; every one derives from :class:`JobsError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobsError(Exception):
+    """Base class of every error raised by jobs_core."""
+
+
+class ConfigurationError(JobsError, RuntimeError):
+    """The coordinator cannot be used as configured (no connection, wrong client)."""
+
+
+class InvalidArgument(JobsError, ValueError):
+    """An argument has a bad value (a negative duration, an unknown option)."""
+
+
+class InvalidType(InvalidArgument, TypeError):
+    """An argument has the wrong type."""
+
+
+class InvalidName(InvalidArgument):
+    """An input, output or job name cannot be used; ``name`` and ``reason`` say why."""
+
+    def __init__(self, name: Any, reason: str) -> None:
+        super().__init__(f"invalid name {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class InvalidNameType(InvalidName, InvalidType):
+    """A name is not a string."""
+
+
+class NotRunning(JobsError, RuntimeError):
+    """The operation needs a started job (or a job owned by this process)."""
+
+
+class ResourceUnavailable(JobsError):
+    """A job could not start: ``args[0]`` is ``{reason: [names]}`` as in jobs.py.
+
+    ``blockers`` holds one :class:`jobs_core.facts.Blocker` per missing or busy
+    resource, with the holder and its lease expiry where known.
+    """
+
+    def __init__(self, reasons: dict[str, list[str]], blockers: tuple = (), waited: float = 0.0) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons
+        self.blockers = tuple(blockers)
+        self.waited = waited
+
+    def __str__(self) -> str:
+        if not self.blockers:
+            return f"resources unavailable: {self.reasons!r}"
+        parts = "; ".join(b.describe() for b in self.blockers)
+        waited = f" after waiting {self.waited:.3f}s" if self.waited else ""
+        return f"resources unavailable{waited}: {parts}"
+
+
+class LockLost(JobsError):
+    """The job no longer holds some of its locks; ``lost`` is ``{reason: [names]}``."""
+
+    def __init__(self, job_id: str, lost: dict[str, list[str]], message: str = "") -> None:
+        names = ", ".join(f"{r}: {n}" for r, ns in lost.items() for n in ns)
+        super().__init__(message or f"job {job_id!r} lost its locks ({names})")
+        self.job_id = job_id
+        self.lost = lost

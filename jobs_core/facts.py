@@ -1,0 +1,122 @@
+"""Plain records returned by the coordinators: who holds, waits on or wrote what."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "unknown"
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A job holding a lock: id, lease expiry (server epoch seconds), and facts if jobs_core."""
+
+    job_id: str
+    expires: float | None = None
+    token: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    started: float | None = None
+
+    @property
+    def publishes(self) -> bool:
+        """Whether the holder is a jobs_core client (it wakes waiters on release)."""
+        return self.token is not None
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a job cannot start: ``reason`` is a jobs.py reason code."""
+
+    reason: str
+    name: str
+    holder: Holder | None = None
+
+    def describe(self) -> str:
+        text = f"{self.reason}: {self.name!r}"
+        if self.holder is None:
+            return text
+        who = self.holder.job_id
+        if self.holder.host:
+            who += f" on {self.holder.host} pid {self.holder.pid}"
+        if self.reason == "output_exists":
+            return f"{text} (written by {who})"
+        return f"{text} (held by {who} until {_when(self.holder.expires)})"
+
+
+@dataclass(frozen=True)
+class BlockReport:
+    """Answer of ``why_blocked``: ``can_start`` and otherwise every blocker."""
+
+    can_start: bool
+    now: float
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def reasons(self) -> dict[str, list[str]]:
+        """The jobs.py form: ``{reason: [names]}``."""
+        return group_reasons(self.blockers)
+
+    def until(self) -> float | None:
+        """When the last known lock among the blockers expires at the latest."""
+        ends = [b.holder.expires for b in self.blockers if b.holder and b.holder.expires]
+        return max(ends) if ends else None
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What Redis knows about one name, as an output and as a lock."""
+
+    name: str
+    now: float
+    written: bool
+    writer: str | None = None
+    written_at: float | None = None
+    token: int | None = None
+    ttl: float | None = None
+    forced: bool = False
+    write_lock: Holder | None = None
+    readers: tuple[Holder, ...] = ()
+    waiters: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A running job as listed by ``running_jobs()`` (jobs.py jobs have no token/host)."""
+
+    job_id: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    expires: float
+    token: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    started: float | None = None
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A job waiting to start, as listed by ``waiting_jobs()``."""
+
+    job_id: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    deadline: float
+    host: str | None = None
+    pid: int | None = None
+    since: float | None = None
+
+
+def group_reasons(blockers: tuple[Blocker, ...] | list[Blocker]) -> dict[str, list[str]]:
+    """``{reason: [names]}`` without repeated names, in blocker order."""
+    out: dict[str, list[str]] = {}
+    for b in blockers:
+        names = out.setdefault(b.reason, [])
+        if b.name not in names:
+            names.append(b.name)
+    return out

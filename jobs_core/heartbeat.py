@@ -1,0 +1,99 @@
+"""One background thread per coordinator that renews the leases of its running jobs."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger("jobs_core")
+
+#: The thread exits after this many idle seconds and restarts on demand.
+IDLE_EXIT = 5.0
+
+
+class Beating(Protocol):
+    def _beat(self) -> float | None:
+        """Renew now; return the delay to the next beat, or None to stop beating."""
+
+
+class Heartbeat:
+    """A scheduler of lease renewals: ``add(job, delay)`` and ``remove(job)``.
+
+    Entries are never searched for: ``remove`` bumps the job's generation and
+    stale heap entries are dropped when they surface.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seq = itertools.count()
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also run in a forked child: the parent's thread, lock state and jobs stay behind.
+        self._pid = os.getpid()
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Beating]] = []
+        self._gens: dict[int, int] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, job: Beating, delay: float) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+        with self._cond:
+            self._push(job, delay)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jobs_core-heartbeat", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, job: Beating) -> None:
+        if self._pid != os.getpid():
+            return
+        with self._cond:
+            self._gens.pop(id(job), None)
+
+    def _push(self, job: Beating, delay: float) -> None:
+        seq = next(self._seq)
+        self._gens[id(job)] = seq
+        heapq.heappush(self._heap, (self._clock() + delay, seq, job))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next_due()
+                if job is None:
+                    self._thread = None
+                    return
+            try:
+                delay = job._beat()
+            except Exception:  # a heartbeat must outlive any one failure
+                log.exception("heartbeat of %r failed; retrying in 1s", job)
+                delay = 1.0
+            with self._cond:
+                if self._gens.get(id(job)) == -1:
+                    del self._gens[id(job)]
+                    if delay is not None:
+                        self._push(job, delay)
+
+    def _next_due(self) -> Beating | None:
+        """Wait for the next live entry to come due; None after IDLE_EXIT idle seconds."""
+        while True:
+            while self._heap and self._gens.get(id(self._heap[0][2])) != self._heap[0][1]:
+                heapq.heappop(self._heap)
+            if not self._heap:
+                if not self._cond.wait(IDLE_EXIT) and not self._heap:
+                    return None
+                continue
+            due, _, job = self._heap[0]
+            wait = due - self._clock()
+            if wait > 0:
+                self._cond.wait(wait)
+                continue
+            heapq.heappop(self._heap)
+            self._gens[id(job)] = -1  # beating: a remove() during the beat pops this mark
+            return job

@@ -1,0 +1,390 @@
+"""A job: the locks it takes on its inputs and outputs, and their lifecycle.
+
+:class:`JobBase` holds the state and the flows (see :mod:`jobs_core.steps`)
+shared by the sync :class:`Job` and the asyncio :class:`jobs_core.aio.AsyncJob`;
+those two add locking, the heartbeat and the context-manager forms.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
+from .facts import Blocker, group_reasons
+from .names import check_names, check_text
+from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop
+from .steps import CALL, SLEEP, SUBSCRIBE, Flow
+from .waiting import POLL_MIN, sleep_for
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator, CoordinatorBase
+
+log = logging.getLogger("jobs_core")
+F = TypeVar("F", bound=Callable[..., Any])
+UNSET: Any = object()
+
+
+def caller_name(depth: int) -> str:
+    """``<file>:<function>`` of the frame ``depth`` levels above the caller, as jobs.py names jobs."""
+    code = sys._getframe(depth + 1).f_code
+    return f"{code.co_filename}:{code.co_name}"
+
+
+def new_job_id(base: str) -> str:
+    """``<base>.<48-bit random decimal>``, the jobs.py job id form."""
+    return f"{base}.{int.from_bytes(secrets.token_bytes(6), 'big')}"
+
+
+class JobBase:
+    """State and rules of one job; see :meth:`jobs_core.Coordinator.job` for the arguments."""
+
+    def __init__(
+        self,
+        coordinator: CoordinatorBase,
+        inputs: Iterable[str],
+        outputs: Iterable[str],
+        duration: float,
+        wait: float | None = 0.0,
+        overwrite: bool = True,
+        heartbeat: bool | float = True,
+        *,
+        job_id: str | None = None,
+        name: str | None = None,
+        on_lost: Callable[[Any], Any] | None = None,
+        max_hold: float | None = None,
+        output_ttl: float | None = UNSET,
+        history: bool = UNSET,
+        _depth: int = 2,
+    ) -> None:
+        self.inputs = check_names(inputs, "inputs")
+        self.outputs = check_names(outputs, "outputs")
+        self.duration = check_seconds(duration, "duration", minimum=0.001)
+        self.wait = check_seconds(wait or 0, "wait")
+        if heartbeat is True:
+            self.heartbeat: float | None = self.duration / 3
+        elif heartbeat is False or heartbeat is None:
+            self.heartbeat = None
+        else:
+            self.heartbeat = check_seconds(heartbeat, "heartbeat", minimum=0.001)
+            if self.heartbeat >= self.duration:
+                raise InvalidArgument(f"heartbeat ({heartbeat}s) must be shorter than the lease ({duration}s)")
+        self.max_hold = check_seconds(max_hold, "max_hold", minimum=0.001, allow_none=True)
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidType(f"on_lost must be callable, not {type(on_lost).__name__}")
+        self.overwrite = bool(overwrite)
+        self.output_ttl = coordinator.output_ttl if output_ttl is UNSET else check_seconds(
+            output_ttl, "output_ttl", minimum=0.001, allow_none=True)
+        self.history = coordinator.history if history is UNSET else bool(history)
+        self.on_lost = on_lost
+        self.coordinator = coordinator
+        if job_id is not None:
+            self._base, self._fixed = check_text(job_id, "job id"), True
+        else:
+            self._base, self._fixed = check_text(name or caller_name(_depth), "job name"), False
+        self.id = self._base if self._fixed else new_job_id(self._base)
+        #: The fencing token of the current start; None when not running.
+        self.token: int | None = None
+        #: ``{reason: [names]}`` of locks found lost since the start, else None.
+        self.lost: dict[str, list[str]] | None = None
+        #: Seconds the last start waited, and what blocked its first try.
+        self.waited = 0.0
+        self.blockers: tuple[Blocker, ...] = ()
+        self._plan: Plan | None = None
+        self._pid = 0
+        self._deadline = 0.0
+        self._started_at = 0.0
+        self._renewing = True
+
+    def __repr__(self) -> str:
+        state = f"running, token {self.token}" if self.token is not None else "not running"
+        return f"<{type(self).__name__} {self.id!r} {state}>"
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the job was started (in this process or its parent) and not stopped."""
+        return self.token is not None
+
+    def clone(self) -> Any:
+        """A job with the same names and settings, not started, with a fresh id unless fixed."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.id = self._base if self._fixed else new_job_id(self._base)
+        other.token, other.lost, other.waited, other.blockers, other._plan = None, None, 0.0, (), None
+        return other
+
+    def _plan_now(self) -> Plan:
+        """The script plan, rebuilt when this process is not the one that built it."""
+        pid = os.getpid()
+        if self._plan is None or self._pid != pid:
+            c = self.coordinator
+            self._plan = Plan(
+                c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
+                history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
+            )
+            self._pid = pid
+        return self._plan
+
+    def _check_owner(self) -> None:
+        if self.token is None:
+            raise NotRunning(f"job {self.id!r} is not running")
+        if self._pid != os.getpid():
+            raise NotRunning(f"job {self.id!r} was started by process {self._pid}; "
+                             f"a forked child (pid {os.getpid()}) cannot refresh or stop it")
+
+    def _forked(self) -> bool:
+        return self.token is not None and self._pid != os.getpid()
+
+    # -- flows: run by the coordinator's driver -----------------------------------------
+
+    def _start_flow(self) -> Flow:
+        """Try to start; wait with wake-ups if allowed. Returns ``(token, sent_at)``."""
+        plan = self._plan_now()
+        clock = self.coordinator.clock
+        began = sent = clock()
+        self.blockers, self.waited = (), 0.0
+        reply = yield CALL, "start", plan.start_keys, plan.start_args()
+        started, token, now, blockers = parse_start(reply, plan.names)
+        if not started:
+            self.blockers = tuple(blockers)
+            if self.wait <= 0 or _final(blockers):
+                raise self._unavailable(blockers, began)
+            yield SUBSCRIBE, plan.wake_names
+            deadline = began + self.wait
+            backoff = POLL_MIN
+            publishes: dict[str, bool] = {}
+            while not started:
+                sent = clock()
+                left = deadline - sent
+                args = plan.start_args("wait", left) if left > 0 else plan.start_args()
+                started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan.names)
+                if started:
+                    break
+                left = deadline - clock()
+                if left <= 0 or _final(blockers):
+                    raise self._unavailable(blockers, began)
+                unknown = {b.holder.job_id for b in blockers if b.holder} - publishes.keys()
+                if unknown:
+                    publishes.update((yield from self.coordinator._publishers_flow(unknown)))
+                woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left)
+                backoff = POLL_MIN if woke else min(backoff * 2, self.coordinator.poll)
+        self.waited = clock() - began
+        self.token = token
+        self.lost = None
+        self._deadline = sent + self.duration
+        self._started_at = sent
+        self._renewing = True
+        log.info("job %s started with token %d", self.id, token)
+        return token
+
+    def _unavailable(self, blockers: list[Blocker], began: float) -> ResourceUnavailable:
+        self.waited = self.coordinator.clock() - began if self.wait > 0 else 0.0
+        err = ResourceUnavailable(group_reasons(blockers), blockers, self.waited)
+        log.info("job %s could not start: %s", self.id, err)
+        return err
+
+    def _refresh_flow(self, renew: bool) -> Flow:
+        """One refresh; returns ``(lost, first_time)`` if locks were lost, else None."""
+        plan = self._plan
+        sent = self.coordinator.clock()
+        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(self.token, renew)
+        _, lost = parse_refresh(reply, plan)
+        if renew and not lost:
+            self._deadline = sent + self.duration
+        if lost:
+            return lost, self._note_lost(lost)
+        return None
+
+    def _stop_flow(self, commit: bool) -> Flow:
+        plan = self._plan
+        reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(self.token, commit)
+        status, state, lost = parse_stop(reply, plan)
+        token, self.token = self.token, None
+        again = " (by an earlier stop call)" if status == 2 else ""
+        if state == WRITTEN:
+            log.info("job %s (token %s) stopped, outputs written%s", self.id, token, again)
+        elif state == FAILED or not commit:
+            log.info("job %s (token %s) stopped as failed%s%s", self.id, token, again,
+                     f"; locks already gone: {lost!r}" if lost else "")
+        else:
+            lost = lost or self.lost or plan.lost_reasons(range(1, len(plan.names) + 1))
+            self._note_lost(lost)
+            raise LockLost(self.id, lost, f"job {self.id!r} lost locks before it stopped{again}, so no output "
+                                          f"was written: {lost!r}")
+
+    # -- shared rules -------------------------------------------------------------------
+
+    def _note_lost(self, lost: dict[str, list[str]]) -> bool:
+        """Record lost locks; True the first time (so ``on_lost`` runs once)."""
+        first = self.lost is None
+        merged = dict(self.lost or {})
+        for reason, names in lost.items():
+            merged[reason] = list(dict.fromkeys(merged.get(reason, []) + names))
+        self.lost = merged
+        if first:
+            log.warning("job %s lost locks: %r", self.id, lost)
+        return first
+
+    def _beat_plan(self) -> tuple[bool, float]:
+        """``(renew, delay)``: past ``max_hold`` the heartbeat stops renewing and only
+        checks again ``delay`` seconds later, when the lease should have run out."""
+        if self.max_hold is not None and self.coordinator.clock() - self._started_at >= self.max_hold:
+            if self._renewing:
+                self._renewing = False
+                log.warning("job %s held its locks for max_hold=%ss; no longer renewing them", self.id, self.max_hold)
+            return False, max(self._deadline - self.coordinator.clock(), 0.0) + 0.05
+        return True, self.heartbeat or 0.0
+
+    def _check(self) -> None:
+        if self.lost:
+            raise LockLost(self.id, self.lost)
+        self._check_owner()
+        if self.coordinator.clock() >= self._deadline:
+            lost = self._plan.lost_reasons(range(1, len(self._plan.names) + 1))
+            raise LockLost(self.id, lost, f"job {self.id!r}: its lease may have run out "
+                                          f"(not renewed within {self.duration}s)")
+
+    def _takes_job(self, fn: Callable[..., Any]) -> bool:
+        return "job" in inspect.signature(fn).parameters
+
+
+def _final(blockers: list[Blocker]) -> bool:
+    """Whether waiting cannot help: an existing output with ``overwrite=False``."""
+    return any(b.reason == "output_exists" for b in blockers)
+
+
+class Job(JobBase):
+    """A job on a sync :class:`jobs_core.Coordinator`: a context manager and a decorator.
+
+    ``with coordinator.job(["in"], ["out"], duration=60) as job:`` starts it
+    (waiting up to ``wait`` seconds) and stops it on exit: outputs written on
+    success, left untouched on an exception.
+    """
+
+    coordinator: Coordinator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.RLock()
+
+    def clone(self) -> Job:
+        other = super().clone()
+        other._lock = threading.RLock()
+        return other
+
+    def start(self) -> Job:
+        """Take the locks, waiting up to ``wait`` seconds; return the job (already running: no-op).
+
+        Raises:
+            ResourceUnavailable: inputs missing or being written, outputs locked
+                or read (or existing, with ``overwrite=False``) when the wait ran out.
+        """
+        with self._lock:
+            if self.token is not None:
+                return self
+            c = self.coordinator
+            c._run(self._start_flow())
+            if self.heartbeat is not None:
+                c.heartbeat.add(self, self.heartbeat)
+            c._track(self)
+            return self
+
+    def stop(self, failed: bool = False) -> None:
+        """Release the locks; unless ``failed``, write the outputs first.
+
+        Outputs are written only if the job still holds every one of its locks;
+        otherwise nothing is written and :class:`LockLost` says what was lost.
+        Stopping a job that is not running does nothing. A stop that failed on a
+        connection error can be repeated: it completes, or reports what the
+        first one did.
+
+        Raises:
+            LockLost: a successful stop found locks lost; nothing was written.
+            NotRunning: called in a forked child of the process that started it.
+        """
+        with self._lock:
+            if self.token is None:
+                return
+            self._check_owner()
+            c = self.coordinator
+            try:
+                c._run(self._stop_flow(not failed))
+            finally:
+                if self.token is None:
+                    c.heartbeat.remove(self)
+                    c._untrack(self)
+
+    def refresh(self) -> None:
+        """Renew every lease now.
+
+        Raises:
+            LockLost: some lock was lost (the others were renewed; ``lost`` says which).
+            NotRunning: the job is not running in this process.
+        """
+        with self._lock:
+            self._check_owner()
+            lost = self.coordinator._run(self._refresh_flow(renew=True))
+        if lost is not None:
+            if lost[1]:
+                self._call_on_lost()
+            raise LockLost(self.id, lost[0])
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` if the job is known to have lost a lock; no round trip.
+
+        Known means: the heartbeat or a refresh found a lock lost, or no renewal
+        succeeded for a whole lease.
+        """
+        with self._lock:
+            self._check()
+
+    def _call_on_lost(self) -> None:
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception:
+                log.exception("on_lost callback of job %s failed", self.id)
+
+    def _beat(self) -> float | None:
+        """Called by the heartbeat thread: renew (or, past max_hold, check) and say when next."""
+        with self._lock:
+            if self.token is None or self._pid != os.getpid():
+                return None
+            renew, delay = self._beat_plan()
+            lost = self.coordinator._run(self._refresh_flow(renew))
+        if lost is not None and lost[1]:
+            self._call_on_lost()
+        return delay if renew or lost is None else None
+
+    def __enter__(self) -> Job:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._forked():
+            log.debug("job %s: leaving its block in forked child %d does not release the parent's locks",
+                      self.id, os.getpid())
+            return
+        self.stop(failed=exc_type is not None)
+
+    def __call__(self, fn: F) -> F:
+        """Decorate ``fn`` to run as this job, started afresh for every call.
+
+        If ``fn`` has a parameter named ``job``, the running job is passed in it.
+        """
+        takes_job = self._takes_job(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self.clone() as job:
+                if takes_job:
+                    kwargs["job"] = job
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]

@@ -1,0 +1,62 @@
+"""Every Redis key and channel name jobs_core uses; the only place they are built.
+
+The layout is shared with jobs.py (jobspy 0.31) so both can run on one Redis:
+``<prefix><name>`` is an output, ``olock:``/``ilock:`` are the write and read
+locks, ``jobs:running*`` the running jobs and ``jobs:graph:*`` the lineage.
+Everything jobs_core adds lives under ``<prefix>jobs:``.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names of one namespace (``prefix``)."""
+
+    __slots__ = ("prefix", "running", "token", "graph_input", "graph_output", "waiting", "channel")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.running = prefix + "jobs:running"
+        self.token = prefix + "jobs:token"
+        self.graph_input = prefix + "jobs:graph:input"
+        self.graph_output = prefix + "jobs:graph:output"
+        self.waiting = prefix + "jobs:waiting"
+        self.channel = prefix + "jobs:wake"
+
+    def output(self, name: str) -> str:
+        """The output key: exists once written, holds the writer's job id."""
+        return self.prefix + name
+
+    def olock(self, name: str) -> str:
+        """Write lock: the writer's job id, expiring with its lease."""
+        return self.prefix + "olock:" + name
+
+    def ilock(self, name: str) -> str:
+        """Read locks: zset of reader job ids scored by lease expiry."""
+        return self.prefix + "ilock:" + name
+
+    def facts(self, name: str) -> str:
+        """Output facts (writer, token, time) written beside the output."""
+        return self.prefix + "jobs:output:" + name
+
+    def job(self, job_id: str) -> str:
+        """The running job's ``[inputs..., "", outputs...]`` JSON array."""
+        return self.prefix + "jobs:running:" + job_id
+
+    def holder(self, job_id: str) -> str:
+        """Hash of holder facts: token, host, pid, start time."""
+        return self.prefix + "jobs:holder:" + job_id
+
+    def waiter(self, job_id: str) -> str:
+        """What a waiting job waits for, with host and pid."""
+        return self.prefix + "jobs:waiting:" + job_id
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """Whether ``prefix`` pins every key to one cluster slot, as ``{jobs}:`` does.
+
+    Redis hashes only the text between the first ``{`` and the next ``}``, when
+    that text is not empty.
+    """
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 1) > start + 1

@@ -1,0 +1,117 @@
+-- start.lua: take every lock a job needs at once, or none of them.
+-- KEYS[1] - jobs:running: zset of running job ids scored by lease expiry
+-- KEYS[2] - jobs:running:<id>: JSON [inputs..., "", outputs...] (read by jobs.py)
+-- KEYS[3] - jobs:holder:<id>: hash token, host, pid, started, state
+-- KEYS[4] - jobs:token: the namespace's fencing counter
+-- KEYS[5] - jobs:graph:input: zset "<input> -> <job>" scored by last seen
+-- KEYS[6] - jobs:graph:output: zset "<job> -> <output>" scored by last seen
+-- KEYS[7] - jobs:waiting: zset of waiting job ids scored by wait deadline
+-- KEYS[8] - jobs:waiting:<id>: JSON of what the waiting job waits for
+-- KEYS[9..] - per name, inputs first then outputs: <name>, olock:<name>, ilock:<name>
+-- ARGV[1] - job id
+-- ARGV[2] - lease in milliseconds
+-- ARGV[3] - number of inputs
+-- ARGV[4] - mode: "start", "wait" (also keep the waiting record) or "check" (change nothing)
+-- ARGV[5] - "1" if existing outputs may be overwritten
+-- ARGV[6] - the JSON stored at KEYS[2]
+-- ARGV[7] - holder host
+-- ARGV[8] - holder pid
+-- ARGV[9] - milliseconds left to wait (mode "wait")
+-- ARGV[10] - number of input edges; ARGV[11..] input edges, then output edges
+-- return {1, token, now} if started ({1, 0, now} if a check finds nothing blocking),
+--        else {0, now, reason, name index, holder, until, ...} per blocker
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nows = string.format('%.6f', now)
+local id = ARGV[1]
+local lease_ms = tonumber(ARGV[2])
+local nin = tonumber(ARGV[3])
+local mode = ARGV[4]
+local overwrite = ARGV[5] == '1'
+local names = (#KEYS - 8) / 3
+local out = {0, nows}
+
+local function block(reason, i, holder, expiry)
+    out[#out + 1] = reason
+    out[#out + 1] = i
+    out[#out + 1] = holder or ''
+    out[#out + 1] = expiry and string.format('%.6f', expiry) or ''
+end
+
+local function lock_expiry(key)
+    local ms = redis.call('PTTL', key)
+    if ms > 0 then
+        return now + ms / 1000
+    end
+    return nil
+end
+
+for i = 1, names do
+    local k = 6 + 3 * i
+    local writer = redis.call('GET', KEYS[k + 1])
+    if writer == id then
+        writer = false
+    end
+    if i <= nin then
+        if writer then
+            block('input_missing', i, writer, lock_expiry(KEYS[k + 1]))
+        elseif redis.call('EXISTS', KEYS[k]) == 0 then
+            block('input_missing', i)
+        end
+    elseif not overwrite and redis.call('EXISTS', KEYS[k]) == 1 then
+        local value = redis.pcall('GET', KEYS[k])
+        block('output_exists', i, type(value) == 'string' and value or '')
+    elseif writer then
+        block('output_locked', i, writer, lock_expiry(KEYS[k + 1]))
+    elseif redis.call('EXISTS', KEYS[k + 2]) == 1 then
+        redis.call('ZREMRANGEBYSCORE', KEYS[k + 2], '-inf', now)
+        local readers = redis.call('ZRANGE', KEYS[k + 2], 0, -1, 'WITHSCORES')
+        for r = 1, #readers, 2 do
+            if readers[r] ~= id then
+                block('output_used', i, readers[r], tonumber(readers[r + 1]))
+            end
+        end
+    end
+end
+
+if #out > 2 then
+    if mode == 'wait' then
+        local left = tonumber(ARGV[9])
+        redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+        redis.call('ZADD', KEYS[7], now + left / 1000, id)
+        redis.call('SET', KEYS[8], '{"io":' .. ARGV[6] .. ',"host":' .. cjson.encode(ARGV[7]) ..
+            ',"pid":' .. ARGV[8] .. ',"since":' .. nows .. '}', 'PX', left, 'NX')
+    end
+    return out
+end
+if mode == 'check' then
+    return {1, 0, nows}
+end
+
+local expiry = now + lease_ms / 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local token = redis.call('INCR', KEYS[4])
+for i = 1, names do
+    local k = 6 + 3 * i
+    if i <= nin then
+        redis.call('ZADD', KEYS[k + 2], expiry, id)
+        if redis.call('PTTL', KEYS[k + 2]) < lease_ms then
+            redis.call('PEXPIRE', KEYS[k + 2], lease_ms)
+        end
+    else
+        redis.call('SET', KEYS[k + 1], id, 'PX', lease_ms)
+    end
+end
+redis.call('ZADD', KEYS[1], expiry, id)
+redis.call('SET', KEYS[2], ARGV[6], 'PX', lease_ms)
+redis.call('HSET', KEYS[3], 'token', token, 'host', ARGV[7], 'pid', ARGV[8], 'started', nows, 'state', 'running')
+redis.call('PEXPIRE', KEYS[3], lease_ms)
+local input_edges = 10 + tonumber(ARGV[10])
+for a = 11, #ARGV do
+    redis.call('ZADD', a <= input_edges and KEYS[5] or KEYS[6], now, ARGV[a])
+end
+if mode == 'wait' then
+    redis.call('ZREM', KEYS[7], id)
+    redis.call('DEL', KEYS[8])
+end
+return {1, token, nows}

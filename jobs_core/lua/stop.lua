@@ -1,0 +1,92 @@
+-- stop.lua: release a job's locks, writing its outputs only if it still holds them all.
+-- KEYS[1] - jobs:running: zset of running job ids scored by lease expiry
+-- KEYS[2] - jobs:running:<id>: the running job's JSON record
+-- KEYS[3] - jobs:holder:<id>: hash token, host, pid, started, state
+-- KEYS[4..] - ilock:<input> for each input, then for each output:
+--             <output>, olock:<output>, jobs:output:<output> (facts)
+-- ARGV[1] - job id
+-- ARGV[2] - the fencing token this start of the job received
+-- ARGV[3] - number of inputs
+-- ARGV[4] - "1" to write the outputs (success), "0" to leave them (failure)
+-- ARGV[5] - output time to live in milliseconds, "0" for none
+-- ARGV[6] - publish command (PUBLISH, or SPUBLISH on a cluster)
+-- ARGV[7] - wake-up channel
+-- ARGV[8] - wake-up message: the job's names, one per line
+-- ARGV[9] - milliseconds to keep the stopped holder record (answers a repeated stop)
+-- return {1, now, state} when stopped now, {2, now, state} when an earlier call
+--        already stopped this start, {0, now, state, index of each lost name...}
+--        when locks were lost; state is "written", "failed" or "lost"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nows = string.format('%.6f', now)
+local id = ARGV[1]
+local nin = tonumber(ARGV[3])
+local nout = (#KEYS - 3 - nin) / 3
+local commit = ARGV[4] == '1'
+local record = redis.call('HMGET', KEYS[3], 'token', 'state')
+local mine = record[1] == ARGV[2]
+
+if mine and record[2] ~= 'running' then
+    return {2, nows, record[2]}
+end
+local out = {1, nows, ''}
+if record[1] and not mine then
+    -- a later start of the same job id owns everything now: touch nothing
+    out[1] = 0
+    out[3] = commit and 'lost' or 'failed'
+    for i = 1, nin + nout do
+        out[#out + 1] = i
+    end
+    return out
+end
+
+for i = 1, nin do
+    local score = redis.call('ZSCORE', KEYS[3 + i], id)
+    if not (mine and score and tonumber(score) > now) then
+        out[#out + 1] = i
+    end
+    if score then
+        redis.call('ZREM', KEYS[3 + i], id)
+    end
+end
+for j = 1, nout do
+    local k = 3 + nin + 3 * j - 2
+    local writer = redis.call('GET', KEYS[k + 1])
+    if not (mine and writer == id) then
+        out[#out + 1] = nin + j
+    end
+    if writer == id then
+        redis.call('DEL', KEYS[k + 1])
+    end
+end
+
+local lost = #out > 3
+local state = 'failed'
+if commit and lost then
+    state = 'lost'
+    out[1] = 0
+elseif commit then
+    state = 'written'
+    local ttl = tonumber(ARGV[5])
+    local facts = cjson.encode({job = id, token = tonumber(ARGV[2]), time = now})
+    for j = 1, nout do
+        local k = 3 + nin + 3 * j - 2
+        if ttl > 0 then
+            redis.call('SET', KEYS[k], id, 'PX', ttl)
+            redis.call('SET', KEYS[k + 2], facts, 'PX', ttl)
+        else
+            redis.call('SET', KEYS[k], id)
+            redis.call('SET', KEYS[k + 2], facts)
+        end
+    end
+end
+out[3] = state
+
+redis.call('ZREM', KEYS[1], id)
+redis.call('DEL', KEYS[2])
+if mine then
+    redis.call('HSET', KEYS[3], 'state', state)
+    redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
+end
+redis.call(ARGV[6], ARGV[7], ARGV[8])
+return out

@@ -1,0 +1,101 @@
+"""Name rules: what an input, output or job id may be, and how lineage folds them.
+
+No I/O here: every public entry point calls these before anything reaches Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidName, InvalidNameType
+
+#: The separator of lineage edges (``"<input> -> <job>"``); no name may contain it.
+ARROW = " -> "
+#: Key spaces jobs.py and jobs_core keep beside the outputs, under the same prefix.
+RESERVED_PREFIXES = ("jobs:", "ilock:", "olock:")
+#: Longest name accepted, in UTF-8 bytes.
+MAX_NAME_BYTES = 1024
+#: Digits runs folded by lineage so day-partitioned runs share one graph node.
+EDGE_RE = re.compile("[0-9][0-9-]*")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+
+
+class NG:
+    """Name generator: ``str(NG.reporting.events[day]) == 'reporting.events.<day>'``."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, start: str = "") -> None:
+        self._name = start.strip(".")
+
+    def __getitem__(self, item: object) -> NG:
+        return NG(f"{self._name}.{item}")
+
+    def __getattr__(self, item: str) -> NG:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        return self[item]
+
+    def __call__(self, item: object) -> NG:
+        return self[item]
+
+    def __str__(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return repr(self._name)
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+
+def check_text(value: Any, what: str = "name") -> str:
+    """Return ``value`` as a usable string for a key component or job id.
+
+    Raises:
+        InvalidNameType: not a ``str`` (or :class:`NG`).
+        InvalidName: empty, too long, not encodable, with control characters or
+            the lineage arrow.
+    """
+    if isinstance(value, NG):
+        value = str(value)
+    elif not isinstance(value, str):
+        raise InvalidNameType(value, f"a {what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise InvalidName(value, f"a {what} cannot be empty")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidName(value, f"a {what} must be valid Unicode text (it has a lone surrogate)") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidName(value[:40] + "...", f"a {what} is limited to {MAX_NAME_BYTES} UTF-8 bytes, this has {size}")
+    if _CONTROL_RE.search(value):
+        raise InvalidName(value, f"a {what} cannot contain control characters (newline, tab, NUL...)")
+    if ARROW in value:
+        raise InvalidName(value, f"a {what} cannot contain {ARROW!r}, the lineage edge separator")
+    return value
+
+
+def check_name(value: Any) -> str:
+    """Validate one input or output name (also refusing the internal key spaces)."""
+    name = check_text(value)
+    if name.startswith(RESERVED_PREFIXES):
+        raise InvalidName(name, f"names starting with {', '.join(RESERVED_PREFIXES)} collide with internal keys")
+    return name
+
+
+def check_names(values: Any, what: str) -> tuple[str, ...]:
+    """Validate a list of names, dropping repeats but keeping the first order."""
+    if isinstance(values, (str, bytes, NG)) or not isinstance(values, Iterable):
+        raise InvalidNameType(values, f"{what} must be a list, tuple or set of names, not {type(values).__name__}")
+    return tuple(dict.fromkeys(check_name(v) for v in values))
+
+
+def fold(text: str) -> str:
+    """Lineage form of a name or job id: every digit run becomes ``*``."""
+    return EDGE_RE.sub("*", text)

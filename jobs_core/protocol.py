@@ -1,0 +1,215 @@
+"""Script arguments and replies: everything between a job and Redis except the I/O.
+
+The sync and asyncio coordinators and the CLI share these, so a script's
+contract is written down once in Python (and once in its Lua header).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import InvalidArgument, InvalidType
+from .facts import Blocker, Holder, OutputInfo, RunningJob
+from .keys import Keys
+from .names import ARROW, fold
+
+#: How long a stopped job's holder record stays, so a repeated stop() knows the outcome.
+STOPPED_RECORD_MS = 60_000
+#: States a stop leaves in the holder record.
+WRITTEN, FAILED, LOST = "written", "failed", "lost"
+
+
+def text(value: Any) -> str:
+    """A reply element as ``str`` whether the client decodes responses or not."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def check_seconds(value: Any, what: str, *, minimum: float = 0.0, allow_none: bool = False) -> float | None:
+    """Validate a duration in seconds: a finite real number ``>= minimum``.
+
+    Raises:
+        InvalidType: not a number (``bool`` is refused too).
+        InvalidArgument: negative, below ``minimum``, infinite or NaN.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidType(f"{what} must be a number of seconds, not {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < minimum:
+        bound = f"at least {minimum:g}" if minimum else "zero or more"
+        raise InvalidArgument(f"{what} must be a finite number of seconds, {bound}; got {value!r}")
+    return float(value)
+
+
+def to_ms(seconds: float) -> int:
+    """Seconds to whole milliseconds for PX/PEXPIRE, never below 1."""
+    return max(1, int(round(seconds * 1000)))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Plan:
+    """Keys and arguments of one job's scripts, computed once when the job is made."""
+
+    __slots__ = (
+        "job_id", "names", "nin", "lease_ms", "start_keys", "refresh_keys", "stop_keys",
+        "_start_args", "_stop_args", "wake_names",
+    )
+
+    def __init__(
+        self,
+        keys: Keys,
+        job_id: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        *,
+        lease: float,
+        overwrite: bool,
+        history: bool,
+        output_ttl: float | None,
+        host: str,
+        pid: int,
+        publish: str = "PUBLISH",
+    ) -> None:
+        self.job_id = job_id
+        self.names = tuple(inputs) + tuple(outputs)
+        self.nin = len(inputs)
+        self.lease_ms = to_ms(lease)
+        self.wake_names = frozenset(self.names)
+        per_name: list[str] = []
+        for n in self.names:
+            per_name += (keys.output(n), keys.olock(n), keys.ilock(n))
+        head = [keys.running, keys.job(job_id), keys.holder(job_id)]
+        self.start_keys = head + [
+            keys.token, keys.graph_input, keys.graph_output, keys.waiting, keys.waiter(job_id), *per_name,
+        ]
+        self.refresh_keys = head + [keys.ilock(n) for n in inputs] + [keys.olock(n) for n in outputs]
+        stop_keys = head + [keys.ilock(n) for n in inputs]
+        for n in outputs:
+            stop_keys += (keys.output(n), keys.olock(n), keys.facts(n))
+        self.stop_keys = stop_keys
+        edges_in: list[str] = []
+        edges_out: list[str] = []
+        if history:
+            folded = fold(job_id)
+            edges_in = list(dict.fromkeys(f"{fold(n)}{ARROW}{folded}" for n in inputs))
+            edges_out = list(dict.fromkeys(f"{folded}{ARROW}{fold(n)}" for n in outputs))
+        io = dumps([*inputs, "", *outputs])
+        self._start_args = [
+            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0,
+            len(edges_in), *edges_in, *edges_out,
+        ]
+        ttl = 0 if output_ttl is None else to_ms(output_ttl)
+        self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names), STOPPED_RECORD_MS]
+
+    def start_args(self, mode: str = "start", wait_left: float = 0.0) -> list[Any]:
+        """ARGV of start.lua; ``mode`` is ``start``, ``wait`` or ``check``."""
+        if mode == "start":
+            return self._start_args
+        args = list(self._start_args)
+        args[3] = mode
+        args[8] = to_ms(wait_left)
+        return args
+
+    def refresh_args(self, token: int, renew: bool = True) -> list[Any]:
+        return [self.job_id, self.lease_ms if renew else 0, self.nin, token]
+
+    def stop_args(self, token: int, commit: bool) -> list[Any]:
+        args = list(self._stop_args)
+        args[1] = token
+        args[3] = int(commit)
+        return args
+
+    def lost_reasons(self, indices: Iterable[Any]) -> dict[str, list[str]]:
+        """``{"input_lock_lost": [...], "output_lock_lost": [...]}`` from 1-based indices."""
+        lost: dict[str, list[str]] = {}
+        for i in indices:
+            i = int(i)
+            reason = "input_lock_lost" if i <= self.nin else "output_lock_lost"
+            lost.setdefault(reason, []).append(self.names[i - 1])
+        return lost
+
+
+def parse_start(reply: Sequence[Any], names: Sequence[str]) -> tuple[bool, int, float, list[Blocker]]:
+    """start.lua's reply as ``(started, token, server now, blockers)``."""
+    if int(reply[0]) == 1:
+        return True, int(reply[1]), float(text(reply[2])), []
+    blockers = []
+    for i in range(2, len(reply), 4):
+        holder_id = text(reply[i + 2])
+        expiry = text(reply[i + 3])
+        holder = Holder(holder_id, float(expiry) if expiry else None) if holder_id else None
+        blockers.append(Blocker(text(reply[i]), names[int(reply[i + 1]) - 1], holder))
+    return False, 0, float(text(reply[1])), blockers
+
+
+def parse_refresh(reply: Sequence[Any], plan: Plan) -> tuple[float, dict[str, list[str]]]:
+    """refresh.lua's reply as ``(server now, lost reasons)``."""
+    return float(text(reply[1])), plan.lost_reasons(reply[2:])
+
+
+def parse_stop(reply: Sequence[Any], plan: Plan) -> tuple[int, str, dict[str, list[str]]]:
+    """stop.lua's reply as ``(status, state, lost reasons)``; status 2 = stopped earlier."""
+    return int(reply[0]), text(reply[2]), plan.lost_reasons(reply[3:])
+
+
+def holder_facts(job_id: str, record: Mapping[Any, Any] | None, expires: float | None = None) -> Holder:
+    """A :class:`Holder` from a ``jobs:holder:<id>`` hash (empty for jobs.py jobs)."""
+    fields = {text(k): text(v) for k, v in (record or {}).items()}
+    if fields.get("state", "running") != "running":
+        fields = {}
+    return Holder(
+        job_id,
+        expires,
+        int(fields["token"]) if "token" in fields else None,
+        fields.get("host"),
+        int(fields["pid"]) if "pid" in fields else None,
+        float(fields["started"]) if "started" in fields else None,
+    )
+
+
+def server_time(reply: Sequence[Any]) -> float:
+    """The ``TIME`` reply as epoch seconds (redis-py gives a tuple of ints)."""
+    return int(reply[0]) + int(reply[1]) / 1_000_000
+
+
+def output_info(name: str, now: float, value: Any, pttl: int, facts: Any, writer: Any, writer_pttl: int,
+                readers: Sequence[tuple[Any, float]], waiters: Sequence[str] = ()) -> OutputInfo:
+    """Assemble :class:`OutputInfo` from the raw reads of one name."""
+    value = None if value is None else text(value)
+    record = json.loads(text(facts)) if facts is not None else {}
+    if value is None or record.get("job") != value:
+        record = {}  # facts belong to an earlier write, or a writer that keeps none
+    lock = None
+    if writer is not None:
+        lock = Holder(text(writer), now + writer_pttl / 1000 if writer_pttl > 0 else None)
+    return OutputInfo(
+        name=name,
+        now=now,
+        written=value is not None,
+        writer=value,
+        written_at=record.get("time"),
+        token=record.get("token"),
+        ttl=pttl / 1000 if value is not None and pttl > 0 else None,
+        forced=bool(record.get("forced")),
+        write_lock=lock,
+        readers=tuple(Holder(text(m), float(s)) for m, s in readers if float(s) > now),
+        waiters=tuple(waiters),
+    )
+
+
+def running_job(job_id: str, expires: float, io: Any, record: Mapping[Any, Any] | None) -> RunningJob | None:
+    """A :class:`RunningJob` from its ``jobs:running:<id>`` JSON and holder hash."""
+    if io is None:
+        return None
+    names = json.loads(text(io))
+    sep = names.index("") if "" in names else len(names)
+    h = holder_facts(job_id, record, expires)
+    return RunningJob(job_id, tuple(names[:sep]), tuple(names[sep + 1:]), expires, h.token, h.host, h.pid, h.started)

@@ -1,0 +1,141 @@
+"""How a waiting job sleeps: push wake-ups over pub/sub, and how long to sleep.
+
+The release scripts publish the names they release on the namespace's channel.
+A waiter subscribes (and sees the subscription confirmed) before the try that
+follows its first failure, so no release between a failed try and the sleep
+is missed. Writers that do not publish (jobs.py clients, a plain ``SET``) are
+caught by a bounded fallback poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .facts import Blocker
+from .protocol import text
+
+log = logging.getLogger("jobs_core")
+
+#: First fallback poll delay; it doubles after each sleep that no wake-up cut short.
+POLL_MIN = 0.025
+#: Longest sleep on a lock held by a jobs_core holder before looking again.
+MAX_QUIET_SLEEP = 30.0
+#: Slack added after a lease's expiry so the retry finds it expired.
+EXPIRY_SLACK = 0.002
+#: How long to wait for the server to confirm a subscription.
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+def relevant(message: Mapping[str, Any] | None, names: frozenset[str]) -> bool:
+    """Whether a pub/sub message announces a release of one of ``names``."""
+    if not message or text(message.get("type")) not in ("message", "smessage"):
+        return False
+    return not names.isdisjoint(text(message["data"]).split("\n"))
+
+
+def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: float, backoff: float) -> float:
+    """How long to sleep before the next try, unless a wake-up comes first.
+
+    When every blocker is a lock held by a jobs_core holder, its release will
+    publish, so only the lease's expiry (a crashed holder) needs a look: sleep
+    until the first one. Otherwise something that does not publish may end the
+    wait, so poll with ``backoff``.
+    """
+    first = None
+    for b in blockers:
+        h = b.holder
+        if h is None or h.expires is None or not publishes.get(h.job_id):
+            return backoff
+        first = h.expires if first is None else min(first, h.expires)
+    if first is None:
+        return backoff
+    return min(max(first - now, 0.0) + EXPIRY_SLACK, MAX_QUIET_SLEEP)
+
+
+class Waker:
+    """A subscription to the wake-up channel, used as a context manager by one waiting job."""
+
+    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool = False) -> None:
+        self._pubsub = client.pubsub()
+        self._channel = channel
+        self._names = names
+        self._sharded = sharded
+
+    def __enter__(self) -> Waker:
+        if self._sharded:
+            self._pubsub.ssubscribe(self._channel)
+        else:
+            self._pubsub.subscribe(self._channel)
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while time.monotonic() < deadline:
+            msg = self._pubsub.get_message(timeout=deadline - time.monotonic())
+            if msg and text(msg.get("type")) in ("subscribe", "ssubscribe"):
+                return self
+        self._pubsub.close()
+        raise TimeoutError(f"no subscription confirmation for {self._channel!r} within {SUBSCRIBE_TIMEOUT}s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._pubsub.close()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if a relevant release woke us."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                msg = self._pubsub.get_message(timeout=left)
+            except Exception as exc:  # the retry that follows reports a real outage
+                log.debug("wake-up subscription failed (%s); retrying at once", exc)
+                return True
+            if relevant(msg, self._names):
+                return True
+
+
+class AsyncWaker:
+    """The asyncio twin of :class:`Waker`, on a ``redis.asyncio`` client."""
+
+    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool = False) -> None:
+        self._pubsub = client.pubsub()
+        self._channel = channel
+        self._names = names
+        self._sharded = sharded
+
+    async def __aenter__(self) -> AsyncWaker:
+        if self._sharded:
+            await self._pubsub.ssubscribe(self._channel)
+        else:
+            await self._pubsub.subscribe(self._channel)
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while time.monotonic() < deadline:
+            msg = await self._pubsub.get_message(timeout=deadline - time.monotonic())
+            if msg and text(msg.get("type")) in ("subscribe", "ssubscribe"):
+                return self
+        await self._close()
+        raise TimeoutError(f"no subscription confirmation for {self._channel!r} within {SUBSCRIBE_TIMEOUT}s")
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        close = getattr(self._pubsub, "aclose", None) or self._pubsub.close
+        await close()
+
+    async def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if a relevant release woke us."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                msg = await self._pubsub.get_message(timeout=left)
+            except Exception as exc:  # the retry that follows reports a real outage
+                log.debug("wake-up subscription failed (%s); retrying at once", exc)
+                return True
+            if relevant(msg, self._names):
+                return True
