@@ -42,7 +42,7 @@ class AsyncJob(JobBase):
     async def start(self) -> AsyncJob:
         """Take the locks, waiting up to ``wait`` seconds; see :meth:`jobs_core.Job.start`."""
         async with self._lock:
-            if self.token is not None:
+            if self._active:
                 return self
             await self.coordinator._run(self._start_flow())
             if self.heartbeat is not None:
@@ -52,13 +52,13 @@ class AsyncJob(JobBase):
     async def stop(self, failed: bool = False) -> None:
         """Release the locks, writing outputs unless ``failed``; see :meth:`jobs_core.Job.stop`."""
         async with self._lock:
-            if self.token is None:
+            if not self._active:
                 return
             self._check_owner()
             try:
                 await self.coordinator._run(self._stop_flow(not failed))
             finally:
-                if self.token is None and self._beat_task is not None:
+                if not self._active and self._beat_task is not None:
                     self._beat_task.cancel()
                     self._beat_task = None
 
@@ -92,15 +92,15 @@ class AsyncJob(JobBase):
             await asyncio.sleep(delay)
             try:
                 async with self._lock:
-                    if self.token is None:
+                    if not self._active:
                         return
                     renew, delay = self._beat_plan()
                     lost = await self.coordinator._run(self._refresh_flow(renew))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("heartbeat of job %s failed; retrying in 1s", self.id)
-                delay = 1.0
+            except Exception:  # keep beating: the lease still has two intervals left
+                delay = (self.heartbeat or 1.0) / 2
+                log.exception("heartbeat of job %s failed; retrying in %.3gs", self.id, delay)
                 continue
             if lost is not None and lost[1]:
                 await self._call_on_lost()

@@ -90,8 +90,9 @@ class JobBase:
         else:
             self._base, self._fixed = check_text(name or caller_name(_depth), "job name"), False
         self.id = self._base if self._fixed else new_job_id(self._base)
-        #: The fencing token of the current start; None when not running.
+        #: The fencing token of the current (or last) start; None before the first.
         self.token: int | None = None
+        self._active = False
         #: ``{reason: [names]}`` of locks found lost since the start, else None.
         self.lost: dict[str, list[str]] | None = None
         #: Seconds the last start waited, and what blocked its first try.
@@ -104,20 +105,20 @@ class JobBase:
         self._renewing = True
 
     def __repr__(self) -> str:
-        state = f"running, token {self.token}" if self.token is not None else "not running"
+        state = f"running, token {self.token}" if self._active else "not running"
         return f"<{type(self).__name__} {self.id!r} {state}>"
 
     @property
     def is_running(self) -> bool:
         """Whether the job was started (in this process or its parent) and not stopped."""
-        return self.token is not None
+        return self._active
 
     def clone(self) -> Any:
         """A job with the same names and settings, not started, with a fresh id unless fixed."""
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.id = self._base if self._fixed else new_job_id(self._base)
-        other.token, other.lost, other.waited, other.blockers, other._plan = None, None, 0.0, (), None
+        other.token, other._active, other.lost, other.waited, other.blockers, other._plan = None, False, None, 0.0, (), None
         return other
 
     def _plan_now(self) -> Plan:
@@ -133,14 +134,14 @@ class JobBase:
         return self._plan
 
     def _check_owner(self) -> None:
-        if self.token is None:
+        if not self._active:
             raise NotRunning(f"job {self.id!r} is not running")
         if self._pid != os.getpid():
             raise NotRunning(f"job {self.id!r} was started by process {self._pid}; "
                              f"a forked child (pid {os.getpid()}) cannot refresh or stop it")
 
     def _forked(self) -> bool:
-        return self.token is not None and self._pid != os.getpid()
+        return self._active and self._pid != os.getpid()
 
     # -- flows: run by the coordinator's driver -----------------------------------------
 
@@ -177,6 +178,7 @@ class JobBase:
                 backoff = POLL_MIN if woke else min(backoff * 2, self.coordinator.poll)
         self.waited = clock() - began
         self.token = token
+        self._active = True
         self.lost = None
         self._deadline = sent + self.duration
         self._started_at = sent
@@ -206,7 +208,7 @@ class JobBase:
         plan = self._plan
         reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(self.token, commit)
         status, state, lost = parse_stop(reply, plan)
-        token, self.token = self.token, None
+        token, self._active = self.token, False
         again = " (by an earlier stop call)" if status == 2 else ""
         if state == WRITTEN:
             log.info("job %s (token %s) stopped, outputs written%s", self.id, token, again)
@@ -287,7 +289,7 @@ class Job(JobBase):
                 or read (or existing, with ``overwrite=False``) when the wait ran out.
         """
         with self._lock:
-            if self.token is not None:
+            if self._active:
                 return self
             c = self.coordinator
             c._run(self._start_flow())
@@ -310,14 +312,14 @@ class Job(JobBase):
             NotRunning: called in a forked child of the process that started it.
         """
         with self._lock:
-            if self.token is None:
+            if not self._active:
                 return
             self._check_owner()
             c = self.coordinator
             try:
                 c._run(self._stop_flow(not failed))
             finally:
-                if self.token is None:
+                if not self._active:
                     c.heartbeat.remove(self)
                     c._untrack(self)
 
@@ -355,10 +357,14 @@ class Job(JobBase):
     def _beat(self) -> float | None:
         """Called by the heartbeat thread: renew (or, past max_hold, check) and say when next."""
         with self._lock:
-            if self.token is None or self._pid != os.getpid():
+            if not self._active or self._pid != os.getpid():
                 return None
             renew, delay = self._beat_plan()
-            lost = self.coordinator._run(self._refresh_flow(renew))
+            try:
+                lost = self.coordinator._run(self._refresh_flow(renew))
+            except Exception:  # keep beating: the lease still has two intervals left
+                log.exception("heartbeat of job %s failed; retrying in %.3gs", self.id, delay / 2)
+                return delay / 2
         if lost is not None and lost[1]:
             self._call_on_lost()
         return delay if renew or lost is None else None

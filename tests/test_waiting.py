@@ -1,0 +1,132 @@
+"""Waiting to start: push wake-ups, the fallback poll, limits and reports."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+import jobs_core
+from jobs_core import ResourceUnavailable
+
+
+def later(delay, fn, *args):
+    t = threading.Timer(delay, fn, args)
+    t.start()
+    return t
+
+
+def test_release_wakes_waiter_without_polling(real_backend, prefix):
+    """The holder's lease is 30 s and the poll 30 s: only the published release can wake the waiter early."""
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    later(0.2, holder.stop)
+    t0 = time.monotonic()
+    waiter = c.job([], ["x"], duration=5, wait=10).start()
+    elapsed = time.monotonic() - t0
+    assert 0.15 < elapsed < 1.0
+    assert waiter.blockers[0].holder.job_id == holder.id
+    assert 0.15 < waiter.waited < 1.0
+    waiter.stop()
+
+
+def test_reader_release_wakes_writer(real_backend, prefix):
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    c.create_outputs(["x"])
+    reader = c.job(["x"], [], duration=30).start()
+    later(0.2, reader.stop)
+    t0 = time.monotonic()
+    c.job([], ["x"], duration=5, wait=10).start().stop()
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_no_wake_up_is_lost_between_try_and_sleep(real_backend, prefix):
+    """Releases at random moments around the waiter's first tries; none may be missed.
+
+    With a 30 s lease and poll, a missed wake-up would stall the waiter for 30 s.
+    """
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    for _ in range(30):
+        holder = c.job([], ["x"], duration=30).start()
+        later(random.uniform(0, 0.004), holder.stop)
+        t0 = time.monotonic()
+        c.job([], ["x"], duration=5, wait=10).start().stop()
+        assert time.monotonic() - t0 < 1.0
+
+
+def test_plain_set_is_seen_by_the_fallback_poll(real_backend, prefix):
+    client = real_backend.client()
+    c = jobs_core.Coordinator(client, prefix, poll=0.1)
+    later(0.3, client.set, prefix + "x", "written-by-hand")
+    t0 = time.monotonic()
+    job = c.job(["x"], ["y"], duration=5, wait=5).start()
+    assert 0.25 < time.monotonic() - t0 < 1.0
+    job.stop()
+
+
+def test_crashed_holder_is_waited_out_by_lease(real_backend, prefix):
+    """A holder that never releases (it died): the waiter starts when its lease ends."""
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    c.job([], ["x"], duration=0.5, heartbeat=False).start()  # never stopped
+    t0 = time.monotonic()
+    c.job([], ["x"], duration=5, wait=5).start().stop()
+    assert 0.3 < time.monotonic() - t0 < 1.5
+
+
+def test_wait_limit_reports_what_blocked(real_backend, prefix):
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=0.05)
+    holder = c.job([], ["x"], duration=10).start()
+    t0 = time.monotonic()
+    with pytest.raises(ResourceUnavailable) as e:
+        c.job(["missing"], ["x"], duration=5, wait=0.4).start()
+    assert 0.4 <= time.monotonic() - t0 < 1.5
+    assert e.value.args[0] == {"input_missing": ["missing"], "output_locked": ["x"]}
+    assert 0.4 <= e.value.waited < 1.5
+    assert "held by " + holder.id in str(e.value)
+    holder.stop()
+
+
+def test_idle_waiter_costs_almost_nothing(redis7, prefix):
+    """A waiter on a jobs_core holder sleeps on pub/sub: a handful of commands in a second."""
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix)
+    holder = c.job([], ["x"], duration=30).start()
+    waiter = c.job([], ["x"], duration=5, wait=30)
+    t = threading.Thread(target=waiter.start)
+    t.start()
+    time.sleep(0.3)
+    before = client.info("stats")["total_commands_processed"]
+    time.sleep(1.0)
+    after = client.info("stats")["total_commands_processed"]
+    holder.stop()
+    t.join(5)
+    waiter.stop()
+    assert after - before <= 5  # the INFO call itself counts; jobs.py would run ~100 tries here
+
+
+def test_waiting_job_in_other_process(real_backend, prefix):
+    import multiprocessing as mp
+
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_wait_in_child, args=(real_backend.url, prefix, q))
+    p.start()
+    assert q.get(timeout=20) == "waiting"
+    deadline = time.monotonic() + 5
+    while not c.waiting_jobs() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holder.stop()
+    token, waited = q.get(timeout=10)
+    p.join(5)
+    assert token > holder.token and waited < 10
+
+
+def _wait_in_child(url, prefix, q):
+    c = jobs_core.Coordinator.from_url(url, prefix, poll=30)
+    q.put("waiting")
+    with c.job([], ["x"], duration=5, wait=20) as job:
+        q.put((job.token, job.waited))
