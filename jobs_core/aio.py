@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
 from .coordinator import CoordinatorBase
-from .errors import LockLost
+from .errors import JobsError, LockLost
 from .facts import BlockReport, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .names import check_text
@@ -44,26 +45,44 @@ class AsyncJob(JobBase):
         async with self._lock:
             if self._active:
                 return self
-            await self.coordinator._run(self._start_flow())
+            c = self.coordinator
+            nonce = secrets.token_hex(8)
+            try:
+                await c._run(self._start_flow(nonce))
+            except JobsError:
+                raise
+            except BaseException:
+                if self._plan is not None:
+                    try:
+                        await asyncio.shield(c._run(self._abandon_flow(nonce)))
+                    except BaseException:
+                        log.warning("job %s: could not check whether a failed start took locks; they expire "
+                                    "with their lease (%ss)", self.id, self.duration, exc_info=True)
+                raise
             if self.heartbeat is not None:
                 self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
             return self
 
     async def stop(self, failed: bool = False) -> None:
         """Release the locks, writing outputs unless ``failed``; see :meth:`jobs_core.Job.stop`."""
+        if self._forked():
+            self._check_owner()
         async with self._lock:
             if not self._active:
                 return
-            self._check_owner()
             try:
                 await self.coordinator._run(self._stop_flow(not failed))
+            except BaseException:
+                self._stop_failed = self._active
+                raise
             finally:
-                if not self._active and self._beat_task is not None:
-                    self._beat_task.cancel()
-                    self._beat_task = None
+                task, self._beat_task = self._beat_task, None
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()  # after a failed stop the lease lapses unless stop() is repeated
 
     async def refresh(self) -> None:
         """Renew every lease now; raises :class:`LockLost` if some lock was lost."""
+        self._check_owner()
         async with self._lock:
             self._check_owner()
             lost = await self.coordinator._run(self._refresh_flow(renew=True))
@@ -117,11 +136,11 @@ class AsyncJob(JobBase):
 
     def __call__(self, fn: Any) -> Any:
         """Decorate a coroutine function to run as this job, started afresh for every call."""
-        takes_job = self._takes_job(fn)
+        spec, takes_job = self._for_function(fn)
 
         @functools.wraps(fn)
         async def run(*args: Any, **kwargs: Any) -> Any:
-            async with self.clone() as job:
+            async with spec.clone() as job:
                 if takes_job:
                     kwargs["job"] = job
                 return await fn(*args, **kwargs)
@@ -147,7 +166,8 @@ class AsyncCoordinator(CoordinatorBase):
                     async with self.client.pipeline(transaction=step[2]) as pipe:
                         result = await queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = await AsyncWaker(self.client, self.keys.channel, step[1], self.sharded).__aenter__()
+                    waker = AsyncWaker(self.client, self.keys.channel, step[1], self.sharded, self.poll)
+                    await waker.__aenter__()
                     result = None
                 else:
                     assert kind == SLEEP

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 import weakref
@@ -127,8 +128,11 @@ class CoordinatorBase:
                  poll: float = 2.0, **client_options: Any) -> Any:
         """A coordinator on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
 
-        ``client_options`` go to ``Redis.from_url`` (``ssl_ca_certs=...``, ``decode_responses=...``).
+        ``client_options`` go to ``Redis.from_url`` (``ssl_ca_certs=...``, ``decode_responses=...``);
+        ``socket_timeout`` defaults to 30 s so a dead connection cannot hang a job forever.
         """
+        client_options.setdefault("socket_timeout", 30.0)
+        client_options.setdefault("socket_connect_timeout", 10.0)
         client = cls._client_from_url(url, **client_options)
         return cls(client, prefix, history=history, output_ttl=output_ttl, poll=poll)
 
@@ -159,11 +163,12 @@ class CoordinatorBase:
         return {i: holder_facts(i, r, h.expires) for (i, h), r in zip(by_id.items(), records)}
 
     def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
-        plan = Plan(self.keys, "why-blocked", check_names(inputs, "inputs"), check_names(outputs, "outputs"),
+        # job id "": no real job has it, so every lock counts as someone else's
+        plan = Plan(self.keys, "", check_names(inputs, "inputs"), check_names(outputs, "outputs"),
                     lease=1.0, overwrite=overwrite, history=False, output_ttl=None, host=self.host,
                     pid=os.getpid(), publish=self.publish)
         reply = yield CALL, "start", plan.start_keys, plan.start_args("check")
-        started, _, now, blockers = parse_start(reply, plan.names)
+        started, _, now, blockers = parse_start(reply, plan)
         if started:
             return BlockReport(True, now)
         facts = yield from self._holders_flow(b.holder for b in blockers if b.holder)
@@ -173,14 +178,15 @@ class CoordinatorBase:
     def _output_info_flow(self, name: str) -> Flow:
         name = check_name(name)
         k = self.keys
-        now, value, pttl, facts, writer, wpttl, readers = yield BATCH, [
-            cmd("time"), cmd("get", k.output(name)), cmd("pttl", k.output(name)), cmd("get", k.facts(name)),
+        now = yield from self._now_flow()
+        value, pttl, facts, writer, wpttl, readers = yield BATCH, [
+            cmd("get", k.output(name)), cmd("pttl", k.output(name)), cmd("get", k.facts(name)),
             cmd("get", k.olock(name)), cmd("pttl", k.olock(name)),
             cmd("zrange", k.ilock(name), 0, -1, withscores=True),
-        ], True
+        ], False
         waiting = yield from self._waiting_flow()
         waiters = [w.job_id for w in waiting if name in w.inputs or name in w.outputs]
-        info = output_info(name, server_time(now), value, pttl, facts, writer, wpttl, readers, waiters)
+        info = output_info(name, now, value, pttl, facts, writer, wpttl, readers, waiters)
         lock_holders = ([info.write_lock] if info.write_lock else []) + list(info.readers)
         if not lock_holders:
             return info
@@ -189,10 +195,14 @@ class CoordinatorBase:
                              "write_lock": facts_by_id[info.write_lock.job_id] if info.write_lock else None,
                              "readers": tuple(facts_by_id[r.job_id] for r in info.readers)})
 
+    def _now_flow(self) -> Flow:
+        """The namespace server's clock (through a script, so a cluster asks the right shard)."""
+        return server_time((yield CALL, "time", [self.keys.token], []))
+
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
-        now, members = yield BATCH, [cmd("time"), cmd("zrange", key, 0, -1, withscores=True)], True
-        now = server_time(now)
+        now = yield from self._now_flow()
+        (members,) = yield BATCH, [cmd("zrange", key, 0, -1, withscores=True)], False
         return [(text(m), float(s)) for m, s in members if float(s) > now]
 
     def _running_jobs_flow(self) -> Flow:
@@ -222,14 +232,15 @@ class CoordinatorBase:
 
     def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str]) -> Flow:
         ins, outs = check_names(inputs, "inputs"), check_names(outputs, "outputs")
-        keys = [self.keys.token] + [self.keys.ilock(n) for n in ins] + [self.keys.olock(n) for n in outs]
+        keys = [self.keys.token, self.keys.op(secrets.token_hex(8))]
+        keys += [self.keys.ilock(n) for n in ins] + [self.keys.olock(n) for n in outs]
         deleted, _ = yield CALL, "unlock", keys, [self.publish, self.keys.channel, "\n".join(ins + outs)]
         return int(deleted)
 
     def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None) -> Flow:
         outs = check_names(outputs, "outputs")
         ttl = self.output_ttl if ttl is None else check_seconds(ttl, "ttl", minimum=0.001)
-        keys = [self.keys.token]
+        keys = [self.keys.token, self.keys.op(secrets.token_hex(8))]
         for n in outs:
             keys += (self.keys.output(n), self.keys.olock(n), self.keys.facts(n))
         args = [job_id, 0 if ttl is None else to_ms(ttl), self.publish, self.keys.channel, "\n".join(outs)]
@@ -250,6 +261,10 @@ class Coordinator(CoordinatorBase):
         self._heartbeat: Heartbeat | None = None
         self._running: weakref.WeakSet[Job] = weakref.WeakSet()
 
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
     def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the sync driver of :mod:`jobs_core.steps`."""
         waker = None
@@ -263,7 +278,7 @@ class Coordinator(CoordinatorBase):
                     with self.client.pipeline(transaction=step[2]) as pipe:
                         result = queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = Waker(self.client, self.keys.channel, step[1], self.sharded).__enter__()
+                    waker = Waker(self.client, self.keys.channel, step[1], self.sharded, self.poll).__enter__()
                     result = None
                 else:
                     assert kind == SLEEP
@@ -344,8 +359,10 @@ class Coordinator(CoordinatorBase):
     def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
         """Force-release read locks on ``inputs`` and write locks on ``outputs`` (a repair).
 
-        Their holders are fenced out (they find the locks lost and write
-        nothing) and waiters are woken. Returns how many lock keys existed.
+        jobs_core holders are fenced out (they find the locks lost and write
+        nothing); a jobs.py holder would take a lost write lock back at its next
+        refresh and write anyway. Waiters are woken. Returns how many lock keys
+        existed.
         """
         return self._run(self._unlock_flow(inputs, outputs))
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 def _when(epoch: float | None) -> str:
     if epoch is None:
         return "unknown"
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {epoch}"
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
+from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, group_reasons
 from .names import check_names, check_text
-from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop
-from .steps import CALL, SLEEP, SUBSCRIBE, Flow
+from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
+from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd
 from .waiting import POLL_MIN, sleep_for
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class JobBase:
             self._base, self._fixed = check_text(job_id, "job id"), True
         else:
             self._base, self._fixed = check_text(name or caller_name(_depth), "job name"), False
+        self._named = job_id is not None or name is not None
         self.id = self._base if self._fixed else new_job_id(self._base)
         #: The fencing token of the current (or last) start; None before the first.
         self.token: int | None = None
@@ -103,6 +104,7 @@ class JobBase:
         self._deadline = 0.0
         self._started_at = 0.0
         self._renewing = True
+        self._stop_failed = False
 
     def __repr__(self) -> str:
         state = f"running, token {self.token}" if self._active else "not running"
@@ -118,7 +120,8 @@ class JobBase:
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.id = self._base if self._fixed else new_job_id(self._base)
-        other.token, other._active, other.lost, other.waited, other.blockers, other._plan = None, False, None, 0.0, (), None
+        other.token, other._active, other.lost, other._plan = None, False, None, None
+        other.waited, other.blockers = 0.0, ()
         return other
 
     def _plan_now(self) -> Plan:
@@ -145,14 +148,18 @@ class JobBase:
 
     # -- flows: run by the coordinator's driver -----------------------------------------
 
-    def _start_flow(self) -> Flow:
-        """Try to start; wait with wake-ups if allowed. Returns ``(token, sent_at)``."""
+    def _start_flow(self, nonce: str) -> Flow:
+        """Try to start; wait with wake-ups if allowed. Returns the token.
+
+        ``nonce`` marks this start() call, so a replayed script call is answered
+        with the token of the first instead of counting as another start.
+        """
         plan = self._plan_now()
         clock = self.coordinator.clock
         began = sent = clock()
         self.blockers, self.waited = (), 0.0
-        reply = yield CALL, "start", plan.start_keys, plan.start_args()
-        started, token, now, blockers = parse_start(reply, plan.names)
+        reply = yield CALL, "start", plan.start_keys, plan.start_args("start", 0, nonce)
+        started, token, now, blockers = parse_start(reply, plan)
         if not started:
             self.blockers = tuple(blockers)
             if self.wait <= 0 or _final(blockers):
@@ -164,8 +171,8 @@ class JobBase:
             while not started:
                 sent = clock()
                 left = deadline - sent
-                args = plan.start_args("wait", left) if left > 0 else plan.start_args()
-                started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan.names)
+                args = plan.start_args("wait" if left > 0 else "start", left, nonce)
+                started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan)
                 if started:
                     break
                 left = deadline - clock()
@@ -179,12 +186,22 @@ class JobBase:
         self.waited = clock() - began
         self.token = token
         self._active = True
+        self._stop_failed = False
         self.lost = None
         self._deadline = sent + self.duration
         self._started_at = sent
         self._renewing = True
         log.info("job %s started with token %d", self.id, token)
         return token
+
+    def _abandon_flow(self, nonce: str) -> Flow:
+        """After a start call failed in flight: release the locks if the call took them after all."""
+        plan = self._plan
+        state, held_nonce, token = (yield BATCH, [cmd("hmget", plan.start_keys[2], "state", "nonce", "token")],
+                                    False)[0]
+        if state is not None and text(state) == "running" and text(held_nonce) == nonce:
+            yield CALL, "stop", plan.stop_keys, plan.stop_args(int(token), False)
+            log.warning("job %s: start failed in flight after taking its locks; released them", self.id)
 
     def _unavailable(self, blockers: list[Blocker], began: float) -> ResourceUnavailable:
         self.waited = self.coordinator.clock() - began if self.wait > 0 else 0.0
@@ -215,6 +232,10 @@ class JobBase:
         elif state == FAILED or not commit:
             log.info("job %s (token %s) stopped as failed%s%s", self.id, token, again,
                      f"; locks already gone: {lost!r}" if lost else "")
+        elif self._stop_failed and status == 0:
+            lost = lost or plan.lost_reasons(range(1, len(plan.names) + 1))
+            raise LockLost(self.id, lost, f"job {self.id!r}: an earlier stop failed in flight and its outcome is "
+                                          f"no longer on record; its outputs may or may not have been written")
         else:
             lost = lost or self.lost or plan.lost_reasons(range(1, len(plan.names) + 1))
             self._note_lost(lost)
@@ -253,8 +274,16 @@ class JobBase:
             raise LockLost(self.id, lost, f"job {self.id!r}: its lease may have run out "
                                           f"(not renewed within {self.duration}s)")
 
-    def _takes_job(self, fn: Callable[..., Any]) -> bool:
-        return "job" in inspect.signature(fn).parameters
+    def _for_function(self, fn: Callable[..., Any]) -> tuple[Any, bool]:
+        """The job a decorated ``fn`` runs as (named after ``fn`` unless named), and whether
+        ``fn`` takes a ``job`` parameter."""
+        job = self
+        if not self._named:
+            job = self.clone()
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                job._base = check_text(f"{code.co_filename}:{code.co_name}", "job name")
+        return job, "job" in inspect.signature(fn).parameters
 
 
 def _final(blockers: list[Blocker]) -> bool:
@@ -286,13 +315,26 @@ class Job(JobBase):
 
         Raises:
             ResourceUnavailable: inputs missing or being written, outputs locked
-                or read (or existing, with ``overwrite=False``) when the wait ran out.
+                or read (or existing, with ``overwrite=False``), or another start
+                of the same job id running, when the wait ran out.
         """
         with self._lock:
             if self._active:
                 return self
             c = self.coordinator
-            c._run(self._start_flow())
+            nonce = secrets.token_hex(8)
+            try:
+                c._run(self._start_flow(nonce))
+            except JobsError:
+                raise
+            except BaseException:
+                if self._plan is not None:
+                    try:
+                        c._run(self._abandon_flow(nonce))
+                    except Exception:
+                        log.warning("job %s: could not check whether a failed start took locks; they expire "
+                                    "with their lease (%ss)", self.id, self.duration, exc_info=True)
+                raise
             if self.heartbeat is not None:
                 c.heartbeat.add(self, self.heartbeat)
             c._track(self)
@@ -311,16 +353,20 @@ class Job(JobBase):
             LockLost: a successful stop found locks lost; nothing was written.
             NotRunning: called in a forked child of the process that started it.
         """
+        if self._forked():
+            self._check_owner()
         with self._lock:
             if not self._active:
                 return
-            self._check_owner()
             c = self.coordinator
             try:
                 c._run(self._stop_flow(not failed))
+            except BaseException:
+                self._stop_failed = self._active
+                raise
             finally:
+                c.heartbeat.remove(self)  # after a failed stop the lease lapses unless stop() is repeated
                 if not self._active:
-                    c.heartbeat.remove(self)
                     c._untrack(self)
 
     def refresh(self) -> None:
@@ -330,6 +376,7 @@ class Job(JobBase):
             LockLost: some lock was lost (the others were renewed; ``lost`` says which).
             NotRunning: the job is not running in this process.
         """
+        self._check_owner()
         with self._lock:
             self._check_owner()
             lost = self.coordinator._run(self._refresh_flow(renew=True))
@@ -344,8 +391,7 @@ class Job(JobBase):
         Known means: the heartbeat or a refresh found a lock lost, or no renewal
         succeeded for a whole lease.
         """
-        with self._lock:
-            self._check()
+        self._check()
 
     def _call_on_lost(self) -> None:
         if self.on_lost is not None:
@@ -356,8 +402,10 @@ class Job(JobBase):
 
     def _beat(self) -> float | None:
         """Called by the heartbeat thread: renew (or, past max_hold, check) and say when next."""
+        if self._pid != os.getpid():
+            return None
         with self._lock:
-            if not self._active or self._pid != os.getpid():
+            if not self._active:
                 return None
             renew, delay = self._beat_plan()
             try:
@@ -365,8 +413,9 @@ class Job(JobBase):
             except Exception:  # keep beating: the lease still has two intervals left
                 log.exception("heartbeat of job %s failed; retrying in %.3gs", self.id, delay / 2)
                 return delay / 2
-        if lost is not None and lost[1]:
-            self._call_on_lost()
+        if lost is not None and lost[1] and self.on_lost is not None:
+            # its own thread: a slow callback must not delay the other jobs' renewals
+            threading.Thread(target=self._call_on_lost, name="jobs_core-on_lost", daemon=True).start()
         return delay if renew or lost is None else None
 
     def __enter__(self) -> Job:
@@ -384,11 +433,11 @@ class Job(JobBase):
 
         If ``fn`` has a parameter named ``job``, the running job is passed in it.
         """
-        takes_job = self._takes_job(fn)
+        spec, takes_job = self._for_function(fn)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with self.clone() as job:
+            with spec.clone() as job:
                 if takes_job:
                     kwargs["job"] = job
                 return fn(*args, **kwargs)

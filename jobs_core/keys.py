@@ -47,6 +47,10 @@ class Keys:
         """Hash of holder facts: token, host, pid, start time."""
         return self.prefix + "jobs:holder:" + job_id
 
+    def op(self, nonce: str) -> str:
+        """The remembered result of one repair call, so a replayed call repeats it."""
+        return self.prefix + "jobs:op:" + nonce
+
     def waiter(self, job_id: str) -> str:
         """What a waiting job waits for, with host and pid."""
         return self.prefix + "jobs:waiting:" + job_id

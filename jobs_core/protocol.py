@@ -18,6 +18,8 @@ from .names import ARROW, fold
 
 #: How long a stopped job's holder record stays, so a repeated stop() knows the outcome.
 STOPPED_RECORD_MS = 60_000
+#: Longest duration, wait or time to live accepted: ten years.
+MAX_SECONDS = 10 * 365 * 86400
 #: States a stop leaves in the holder record.
 WRITTEN, FAILED, LOST = "written", "failed", "lost"
 
@@ -34,15 +36,16 @@ def check_seconds(value: Any, what: str, *, minimum: float = 0.0, allow_none: bo
 
     Raises:
         InvalidType: not a number (``bool`` is refused too).
-        InvalidArgument: negative, below ``minimum``, infinite or NaN.
+        InvalidArgument: below ``minimum``, above ten years, infinite or NaN.
     """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidType(f"{what} must be a number of seconds, not {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < minimum:
+    if not math.isfinite(value) or value < minimum or value > MAX_SECONDS:
         bound = f"at least {minimum:g}" if minimum else "zero or more"
-        raise InvalidArgument(f"{what} must be a finite number of seconds, {bound}; got {value!r}")
+        raise InvalidArgument(f"{what} must be a number of seconds, {bound} and at most {MAX_SECONDS} (ten "
+                              f"years); got {value!r}")
     return float(value)
 
 
@@ -103,20 +106,24 @@ class Plan:
             edges_out = list(dict.fromkeys(f"{folded}{ARROW}{fold(n)}" for n in outputs))
         io = dumps([*inputs, "", *outputs])
         self._start_args = [
-            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0,
+            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0, "",
             len(edges_in), *edges_in, *edges_out,
         ]
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
         self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names), STOPPED_RECORD_MS]
 
-    def start_args(self, mode: str = "start", wait_left: float = 0.0) -> list[Any]:
+    def start_args(self, mode: str = "start", wait_left: float = 0.0, nonce: str = "") -> list[Any]:
         """ARGV of start.lua; ``mode`` is ``start``, ``wait`` or ``check``."""
-        if mode == "start":
-            return self._start_args
         args = list(self._start_args)
         args[3] = mode
-        args[8] = to_ms(wait_left)
+        args[8] = to_ms(wait_left) if mode == "wait" else 0
+        args[9] = nonce
         return args
+
+    def name(self, index: Any) -> str:
+        """The name at a 1-based index of a script reply; 0 is the job itself."""
+        i = int(index)
+        return self.names[i - 1] if i else self.job_id
 
     def refresh_args(self, token: int, renew: bool = True) -> list[Any]:
         return [self.job_id, self.lease_ms if renew else 0, self.nin, token]
@@ -137,7 +144,7 @@ class Plan:
         return lost
 
 
-def parse_start(reply: Sequence[Any], names: Sequence[str]) -> tuple[bool, int, float, list[Blocker]]:
+def parse_start(reply: Sequence[Any], plan: Plan) -> tuple[bool, int, float, list[Blocker]]:
     """start.lua's reply as ``(started, token, server now, blockers)``."""
     if int(reply[0]) == 1:
         return True, int(reply[1]), float(text(reply[2])), []
@@ -146,7 +153,7 @@ def parse_start(reply: Sequence[Any], names: Sequence[str]) -> tuple[bool, int, 
         holder_id = text(reply[i + 2])
         expiry = text(reply[i + 3])
         holder = Holder(holder_id, float(expiry) if expiry else None) if holder_id else None
-        blockers.append(Blocker(text(reply[i]), names[int(reply[i + 1]) - 1], holder))
+        blockers.append(Blocker(text(reply[i]), plan.name(reply[i + 1]), holder))
     return False, 0, float(text(reply[1])), blockers
 
 

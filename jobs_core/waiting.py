@@ -9,6 +9,7 @@ caught by a bounded fallback poll.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,11 @@ MAX_QUIET_SLEEP = 30.0
 EXPIRY_SLACK = 0.002
 #: How long to wait for the server to confirm a subscription.
 SUBSCRIBE_TIMEOUT = 5.0
+
+
+def subscribed(message: Mapping[str, Any] | None) -> bool:
+    """Whether a pub/sub message confirms our subscription."""
+    return bool(message) and text(message.get("type")) in ("subscribe", "ssubscribe")
 
 
 def relevant(message: Mapping[str, Any] | None, names: frozenset[str]) -> bool:
@@ -56,42 +62,69 @@ def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: f
 
 
 class Waker:
-    """A subscription to the wake-up channel, used as a context manager by one waiting job."""
+    """A subscription to the wake-up channel, used as a context manager by one waiting job.
 
-    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool = False) -> None:
-        self._pubsub = client.pubsub()
+    If the subscription cannot be made or breaks (a user without channel
+    permissions, a dropped connection), the waker degrades to sleeping for at
+    most ``poll`` seconds at a time: the wait goes on as a plain poll.
+    """
+
+    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool, poll: float) -> None:
+        self._client = client
         self._channel = channel
         self._names = names
         self._sharded = sharded
+        self._poll = poll
+        self._pubsub: Any = None
+
+    def _read(self, timeout: float) -> Any:
+        if self._sharded:
+            return self._pubsub.get_sharded_message(timeout=timeout)
+        return self._pubsub.get_message(timeout=timeout)
 
     def __enter__(self) -> Waker:
-        if self._sharded:
-            self._pubsub.ssubscribe(self._channel)
-        else:
-            self._pubsub.subscribe(self._channel)
-        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
-        while time.monotonic() < deadline:
-            msg = self._pubsub.get_message(timeout=deadline - time.monotonic())
-            if msg and text(msg.get("type")) in ("subscribe", "ssubscribe"):
-                return self
-        self._pubsub.close()
-        raise TimeoutError(f"no subscription confirmation for {self._channel!r} within {SUBSCRIBE_TIMEOUT}s")
+        try:
+            self._pubsub = self._client.pubsub()
+            if self._sharded:
+                self._pubsub.ssubscribe(self._channel)
+            else:
+                self._pubsub.subscribe(self._channel)
+            deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+            while time.monotonic() < deadline:
+                if subscribed(self._read(deadline - time.monotonic())):
+                    return self
+            raise TimeoutError(f"no confirmation within {SUBSCRIBE_TIMEOUT}s")
+        except Exception as exc:
+            self._give_up(exc)
+        return self
+
+    def _give_up(self, exc: Exception) -> None:
+        log.warning("no wake-ups on %r (%s); polling every %ss instead", self._channel, exc, self._poll)
+        self.__exit__()
 
     def __exit__(self, *exc: object) -> None:
-        self._pubsub.close()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # closing a broken connection must not hide the wait's outcome
+                log.debug("closing the wake-up subscription failed", exc_info=True)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if a relevant release woke us."""
+        if self._pubsub is None:
+            time.sleep(min(timeout, self._poll))
+            return False
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             try:
-                msg = self._pubsub.get_message(timeout=left)
-            except Exception as exc:  # the retry that follows reports a real outage
-                log.debug("wake-up subscription failed (%s); retrying at once", exc)
-                return True
+                msg = self._read(left)
+            except Exception as exc:
+                self._give_up(exc)
+                return False
             if relevant(msg, self._names):
                 return True
 
@@ -99,43 +132,62 @@ class Waker:
 class AsyncWaker:
     """The asyncio twin of :class:`Waker`, on a ``redis.asyncio`` client."""
 
-    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool = False) -> None:
-        self._pubsub = client.pubsub()
+    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool, poll: float) -> None:
+        self._client = client
         self._channel = channel
         self._names = names
         self._sharded = sharded
+        self._poll = poll
+        self._pubsub: Any = None
+
+    async def _read(self, timeout: float) -> Any:
+        if self._sharded:
+            return await self._pubsub.get_sharded_message(timeout=timeout)
+        return await self._pubsub.get_message(timeout=timeout)
 
     async def __aenter__(self) -> AsyncWaker:
-        if self._sharded:
-            await self._pubsub.ssubscribe(self._channel)
-        else:
-            await self._pubsub.subscribe(self._channel)
-        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
-        while time.monotonic() < deadline:
-            msg = await self._pubsub.get_message(timeout=deadline - time.monotonic())
-            if msg and text(msg.get("type")) in ("subscribe", "ssubscribe"):
-                return self
-        await self._close()
-        raise TimeoutError(f"no subscription confirmation for {self._channel!r} within {SUBSCRIBE_TIMEOUT}s")
+        try:
+            self._pubsub = self._client.pubsub()
+            if self._sharded:
+                await self._pubsub.ssubscribe(self._channel)
+            else:
+                await self._pubsub.subscribe(self._channel)
+            deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+            while time.monotonic() < deadline:
+                if subscribed(await self._read(deadline - time.monotonic())):
+                    return self
+            raise TimeoutError(f"no confirmation within {SUBSCRIBE_TIMEOUT}s")
+        except Exception as exc:
+            await self._give_up(exc)
+        return self
+
+    async def _give_up(self, exc: Exception) -> None:
+        log.warning("no wake-ups on %r (%s); polling every %ss instead", self._channel, exc, self._poll)
+        await self.__aexit__()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        close = getattr(self._pubsub, "aclose", None) or self._pubsub.close
-        await close()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                close = getattr(pubsub, "aclose", None) or pubsub.close
+                await close()
+            except Exception:  # closing a broken connection must not hide the wait's outcome
+                log.debug("closing the wake-up subscription failed", exc_info=True)
 
     async def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if a relevant release woke us."""
+        if self._pubsub is None:
+            await asyncio.sleep(min(timeout, self._poll))
+            return False
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             try:
-                msg = await self._pubsub.get_message(timeout=left)
-            except Exception as exc:  # the retry that follows reports a real outage
-                log.debug("wake-up subscription failed (%s); retrying at once", exc)
-                return True
+                msg = await self._read(left)
+            except Exception as exc:
+                await self._give_up(exc)
+                return False
             if relevant(msg, self._names):
                 return True

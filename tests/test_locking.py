@@ -201,25 +201,39 @@ def test_replayed_stop_completes_once(coordinator, client, prefix):
     assert not job.is_running
 
 
-def test_replayed_start_keeps_one_holder(coordinator, client, prefix):
+def test_replayed_start_returns_the_same_token(coordinator, client, prefix):
+    """A start whose reply was lost and is replayed (same call, same nonce) changes nothing."""
     job = coordinator.job([], ["x"], duration=5, heartbeat=False).start()
     plan = job._plan
-    coordinator.scripts.start(plan.start_keys, plan.start_args())  # replay: takes its own locks again
-    with pytest.raises(LockLost):
-        job.stop()  # the replay got a newer token, so this start is fenced out
-    assert not client.exists(prefix + "x")
+    nonce = text(client.hget(prefix + "jobs:holder:" + job.id, "nonce"))
+    reply = coordinator.scripts.start(plan.start_keys, plan.start_args("start", 0, nonce))
+    assert int(reply[0]) == 1 and int(reply[1]) == job.token
+    assert int(client.get(prefix + "jobs:token")) == job.token
+    job.stop()
+    assert text(client.get(prefix + "x")) == job.id
 
 
-def test_same_job_id_restarted_elsewhere_fences_the_first(make_coordinator, client, prefix):
+def test_one_start_per_job_id_at_a_time(make_coordinator, client, prefix):
+    """Two runs with the same fixed id (a retry while the first still runs) never overlap."""
     a, b = make_coordinator(), make_coordinator()
     first = a.job([], ["x"], duration=5, heartbeat=False, job_id="nightly.build").start()
+    with pytest.raises(ResourceUnavailable) as e:
+        b.job(["x"], [], duration=5, job_id="nightly.build").start()
+    assert e.value.args[0] == {"job_running": ["nightly.build"], "input_missing": ["x"]}
+    assert e.value.blockers[0].holder.job_id == "nightly.build"
+    first.stop()
     second = b.job([], ["x"], duration=5, heartbeat=False, job_id="nightly.build").start()
     assert second.token > first.token
-    with pytest.raises(LockLost):
-        first.stop()
-    assert client.exists(prefix + "olock:x")
     second.stop()
     assert text(client.get(prefix + "x")) == "nightly.build"
+
+
+def test_job_id_free_again_after_its_lease(make_coordinator, client, prefix):
+    a, b = make_coordinator(), make_coordinator()
+    a.job([], ["x"], duration=0.2, heartbeat=False, job_id="crashed").start()  # never stopped
+    second = b.job([], ["x"], duration=5, wait=3, job_id="crashed").start()
+    assert second.waited > 0.1
+    second.stop()
 
 
 def test_output_ttl(make_coordinator, client, prefix):
@@ -354,3 +368,13 @@ def test_waiting_jobs_are_listed(real_backend, prefix):
     t.join(5)
     assert waiter.is_running and c.waiting_jobs() == []
     waiter.stop()
+
+
+def test_decorated_job_is_named_after_the_function(coordinator):
+    @coordinator.job([], ["x"], duration=5)
+    def nightly_report(job):
+        return job.id
+
+    assert nightly_report().split(":")[-1].startswith("nightly_report.")
+    named = coordinator.job([], ["y"], duration=5, name="custom")(lambda job: job.id)
+    assert named().startswith("custom.")

@@ -9,8 +9,7 @@ import pytest
 import redis
 
 import jobs_core
-from jobs_core import (ConfigurationError, InvalidArgument, InvalidName, InvalidNameType, InvalidType, JobsError)
-from jobs_core import NG
+from jobs_core import NG, ConfigurationError, InvalidArgument, InvalidName, InvalidNameType, InvalidType, JobsError
 
 from .conftest import keyspace
 

@@ -51,7 +51,7 @@ if mine and lease_ms > 0 then
         end
     end
     redis.call('ZADD', KEYS[1], expiry, id)
-    redis.call('PEXPIRE', KEYS[2], lease_ms)
+    redis.call('PEXPIRE', KEYS[2], lease_ms + 60000) -- the slack start.lua gives jobs.py readers
     redis.call('PEXPIRE', KEYS[3], lease_ms)
 end
 return out

@@ -1,7 +1,7 @@
 -- start.lua: take every lock a job needs at once, or none of them.
 -- KEYS[1] - jobs:running: zset of running job ids scored by lease expiry
 -- KEYS[2] - jobs:running:<id>: JSON [inputs..., "", outputs...] (read by jobs.py)
--- KEYS[3] - jobs:holder:<id>: hash token, host, pid, started, state
+-- KEYS[3] - jobs:holder:<id>: hash token, nonce, host, pid, started, state
 -- KEYS[4] - jobs:token: the namespace's fencing counter
 -- KEYS[5] - jobs:graph:input: zset "<input> -> <job>" scored by last seen
 -- KEYS[6] - jobs:graph:output: zset "<job> -> <output>" scored by last seen
@@ -17,9 +17,11 @@
 -- ARGV[7] - holder host
 -- ARGV[8] - holder pid
 -- ARGV[9] - milliseconds left to wait (mode "wait")
--- ARGV[10] - number of input edges; ARGV[11..] input edges, then output edges
+-- ARGV[10] - nonce of this start() call: a replay of a call that succeeded returns its token
+-- ARGV[11] - number of input edges; ARGV[12..] input edges, then output edges
 -- return {1, token, now} if started ({1, 0, now} if a check finds nothing blocking),
 --        else {0, now, reason, name index, holder, until, ...} per blocker
+--        (name index 0 is the job itself: "job_running" when another start of this id runs)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nows = string.format('%.6f', now)
@@ -29,6 +31,9 @@ local nin = tonumber(ARGV[3])
 local mode = ARGV[4]
 local overwrite = ARGV[5] == '1'
 local names = (#KEYS - 8) / 3
+-- jobs.py hosts read jobs:running:<id> through the zset using their own clock: keep the
+-- record a minute past the lease so a host whose clock is behind still finds it
+local record_ms = lease_ms + 60000
 local out = {0, nows}
 
 local function block(reason, i, holder, expiry)
@@ -44,6 +49,14 @@ local function lock_expiry(key)
         return now + ms / 1000
     end
     return nil
+end
+
+local running = redis.call('HMGET', KEYS[3], 'state', 'nonce', 'token')
+if running[1] == 'running' then
+    if running[2] == ARGV[10] then
+        return {1, tonumber(running[3]), nows}
+    end
+    block('job_running', 0, id, lock_expiry(KEYS[3]))
 end
 
 for i = 1, names do
@@ -103,11 +116,12 @@ for i = 1, names do
     end
 end
 redis.call('ZADD', KEYS[1], expiry, id)
-redis.call('SET', KEYS[2], ARGV[6], 'PX', lease_ms)
-redis.call('HSET', KEYS[3], 'token', token, 'host', ARGV[7], 'pid', ARGV[8], 'started', nows, 'state', 'running')
+redis.call('SET', KEYS[2], ARGV[6], 'PX', record_ms)
+redis.call('HSET', KEYS[3], 'token', token, 'nonce', ARGV[10], 'host', ARGV[7], 'pid', ARGV[8],
+    'started', nows, 'state', 'running')
 redis.call('PEXPIRE', KEYS[3], lease_ms)
-local input_edges = 10 + tonumber(ARGV[10])
-for a = 11, #ARGV do
+local input_edges = 11 + tonumber(ARGV[11])
+for a = 12, #ARGV do
     redis.call('ZADD', a <= input_edges and KEYS[5] or KEYS[6], now, ARGV[a])
 end
 if mode == 'wait' then

@@ -88,5 +88,6 @@ if mine then
     redis.call('HSET', KEYS[3], 'state', state)
     redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
 end
-redis.call(ARGV[6], ARGV[7], ARGV[8])
+-- pcall: a user allowed the keys but not the channel still stops cleanly (waiters poll)
+redis.pcall(ARGV[6], ARGV[7], ARGV[8])
 return out
