@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .coordinator import CoordinatorBase
-from .errors import JobsError, LockLost
+from .errors import JobsError, LockLost, NotRunning
 from .facts import BlockReport, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .names import check_text
@@ -59,6 +59,16 @@ class AsyncJob(JobBase):
                         log.warning("job %s: could not check whether a failed start took locks; they expire "
                                     "with their lease (%ss)", self.id, self.duration, exc_info=True)
                 raise
+            if self.heartbeat is not None:
+                self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
+            return self
+
+    async def resume(self, token: int) -> AsyncJob:
+        """Take over a start of this job id made elsewhere, given its token; see :meth:`jobs_core.Job.resume`."""
+        async with self._lock:
+            if self._active:
+                raise NotRunning(f"job {self.id!r} is already running here (token {self.token})")
+            await self.coordinator._run(self._resume_flow(token))
             if self.heartbeat is not None:
                 self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
             return self

@@ -221,6 +221,23 @@ class JobBase:
             return lost, self._note_lost(lost)
         return None
 
+    def _resume_flow(self, token: int) -> Flow:
+        """Adopt a start made elsewhere: renew its leases under ``token``, or raise LockLost."""
+        if isinstance(token, bool) or not isinstance(token, int) or token < 1:
+            raise InvalidType(f"a fencing token is a positive int, not {token!r}")
+        plan = self._plan_now()
+        sent = self.coordinator.clock()
+        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(token, True)
+        _, lost = parse_refresh(reply, plan)
+        if lost:
+            raise LockLost(self.id, lost, f"job {self.id!r} with token {token} cannot be resumed: it does not "
+                                          f"hold {lost!r}")
+        self.token, self._active, self._stop_failed, self.lost = token, True, False, None
+        self._deadline = self._started_at = sent
+        self._deadline += self.duration
+        self._renewing = True
+        log.info("job %s resumed with token %d", self.id, token)
+
     def _stop_flow(self, commit: bool) -> Flow:
         plan = self._plan
         reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(self.token, commit)
@@ -335,6 +352,25 @@ class Job(JobBase):
                         log.warning("job %s: could not check whether a failed start took locks; they expire "
                                     "with their lease (%ss)", self.id, self.duration, exc_info=True)
                 raise
+            if self.heartbeat is not None:
+                c.heartbeat.add(self, self.heartbeat)
+            c._track(self)
+            return self
+
+    def resume(self, token: int) -> Job:
+        """Take over a start of this job id made elsewhere (another process, a shell), given its token.
+
+        The leases are renewed at once, and from then on the job is this
+        process's: refresh, heartbeat and stop work as after :meth:`start`.
+
+        Raises:
+            LockLost: that start no longer holds every lock (or never had this token).
+        """
+        with self._lock:
+            if self._active:
+                raise NotRunning(f"job {self.id!r} is already running here (token {self.token})")
+            c = self.coordinator
+            c._run(self._resume_flow(token))
             if self.heartbeat is not None:
                 c.heartbeat.add(self, self.heartbeat)
             c._track(self)

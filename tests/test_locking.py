@@ -378,3 +378,18 @@ def test_decorated_job_is_named_after_the_function(coordinator):
     assert nightly_report().split(":")[-1].startswith("nightly_report.")
     named = coordinator.job([], ["y"], duration=5, name="custom")(lambda job: job.id)
     assert named().startswith("custom.")
+
+
+def test_resume_takes_over_a_start_made_elsewhere(make_coordinator, client, prefix):
+    """A start made by one process (a shell script, a deferred task) is finished by another."""
+    first, second = make_coordinator(), make_coordinator()
+    started = first.job([], ["x"], duration=5, heartbeat=False, job_id="shell.job").start()
+    job = second.job([], ["x"], duration=5, job_id="shell.job")
+    with pytest.raises(LockLost):
+        second.job([], ["x"], duration=5, job_id="shell.job").resume(started.token + 1)
+    job.resume(started.token)
+    assert job.is_running and job.token == started.token
+    job.stop()
+    assert text(client.get(prefix + "x")) == "shell.job"
+    started.stop()  # the same start, already finished elsewhere: answered from the holder record
+    assert not started.is_running
