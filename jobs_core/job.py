@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, group_reasons
-from .names import check_names, check_text
+from .names import check_names, check_text, fold
 from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd
 from .waiting import POLL_MIN, sleep_for
@@ -120,20 +120,26 @@ class JobBase:
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.id = self._base if self._fixed else new_job_id(self._base)
-        other.token, other._active, other.lost, other._plan = None, False, None, None
-        other.waited, other.blockers = 0.0, ()
+        other.token, other._active, other.lost, other.waited, other.blockers = None, False, None, 0.0, ()
+        if self._plan is not None and not self._fixed and fold(other.id) != fold(self._plan.job_id):
+            other._plan = None  # another lineage form (a renamed decorated job): build afresh
         return other
 
     def _plan_now(self) -> Plan:
         """The script plan, rebuilt when this process is not the one that built it."""
         pid = os.getpid()
-        if self._plan is None or self._pid != pid:
-            c = self.coordinator
-            self._plan = Plan(
-                c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
-                history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
-            )
+        plan = self._plan
+        if plan is not None and plan.pid == pid:
+            if plan.job_id != self.id:
+                plan = self._plan = plan.with_id(self.id)
             self._pid = pid
+            return plan
+        c = self.coordinator
+        self._plan = Plan(
+            c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
+            history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
+        )
+        self._pid = pid
         return self._plan
 
     def _check_owner(self) -> None:
@@ -300,6 +306,8 @@ class JobBase:
             code = getattr(fn, "__code__", None)
             if code is not None:
                 job._base = check_text(f"{code.co_filename}:{code.co_name}", "job name")
+                job.id, job._plan = new_job_id(job._base), None
+            job._plan_now()  # built once; every call's clone reuses it
         return job, "job" in inspect.signature(fn).parameters
 
 

@@ -62,8 +62,8 @@ class Plan:
     """Keys and arguments of one job's scripts, computed once when the job is made."""
 
     __slots__ = (
-        "job_id", "names", "nin", "lease_ms", "start_keys", "refresh_keys", "stop_keys",
-        "_start_args", "_stop_args", "wake_names",
+        "job_id", "pid", "names", "nin", "lease_ms", "start_keys", "refresh_keys", "stop_keys",
+        "_start_args", "_stop_args", "wake_names", "_keys",
     )
 
     def __init__(
@@ -82,6 +82,8 @@ class Plan:
         publish: str = "PUBLISH",
     ) -> None:
         self.job_id = job_id
+        self.pid = pid
+        self._keys = keys
         self.names = tuple(inputs) + tuple(outputs)
         self.nin = len(inputs)
         self.lease_ms = to_ms(lease)
@@ -111,6 +113,30 @@ class Plan:
         ]
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
         self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names), STOPPED_RECORD_MS]
+
+    def with_id(self, job_id: str) -> Plan:
+        """The same plan for another job id whose lineage form is the same (``fold``).
+
+        Only the id and the three per-id keys change, so a decorated job or a
+        clone pays for its plan once.
+        """
+        other = object.__new__(Plan)
+        for slot in Plan.__slots__:
+            setattr(other, slot, getattr(self, slot))
+        k = self._keys
+        other.job_id = job_id
+        other.start_keys = list(self.start_keys)
+        other.start_keys[1:3] = (k.job(job_id), k.holder(job_id))
+        other.start_keys[7] = k.waiter(job_id)
+        other.refresh_keys = list(self.refresh_keys)
+        other.refresh_keys[1:3] = other.start_keys[1:3]
+        other.stop_keys = list(self.stop_keys)
+        other.stop_keys[1:3] = other.start_keys[1:3]
+        other._start_args = list(self._start_args)
+        other._start_args[0] = job_id
+        other._stop_args = list(self._stop_args)
+        other._stop_args[0] = job_id
+        return other
 
     def start_args(self, mode: str = "start", wait_left: float = 0.0, nonce: str = "") -> list[Any]:
         """ARGV of start.lua; ``mode`` is ``start``, ``wait`` or ``check``."""

@@ -120,10 +120,20 @@ redis.call('SET', KEYS[2], ARGV[6], 'PX', record_ms)
 redis.call('HSET', KEYS[3], 'token', token, 'nonce', ARGV[10], 'host', ARGV[7], 'pid', ARGV[8],
     'started', nows, 'state', 'running')
 redis.call('PEXPIRE', KEYS[3], lease_ms)
+-- one ZADD per graph zset (in chunks: Lua's unpack has a stack limit)
 local input_edges = 11 + tonumber(ARGV[11])
-for a = 12, #ARGV do
-    redis.call('ZADD', a <= input_edges and KEYS[5] or KEYS[6], now, ARGV[a])
+local function add_edges(key, first, last)
+    for from = first, last, 500 do
+        local batch = {}
+        for a = from, math.min(last, from + 499) do
+            batch[#batch + 1] = now
+            batch[#batch + 1] = ARGV[a]
+        end
+        redis.call('ZADD', key, unpack(batch))
+    end
 end
+add_edges(KEYS[5], 12, input_edges)
+add_edges(KEYS[6], input_edges + 1, #ARGV)
 if mode == 'wait' then
     redis.call('ZREM', KEYS[7], id)
     redis.call('DEL', KEYS[8])

@@ -69,14 +69,24 @@ elseif commit then
     state = 'written'
     local ttl = tonumber(ARGV[5])
     local facts = cjson.encode({job = id, token = tonumber(ARGV[2]), time = now})
-    for j = 1, nout do
-        local k = 3 + nin + 3 * j - 2
-        if ttl > 0 then
+    if ttl > 0 then
+        for j = 1, nout do
+            local k = 3 + nin + 3 * j - 2
             redis.call('SET', KEYS[k], id, 'PX', ttl)
             redis.call('SET', KEYS[k + 2], facts, 'PX', ttl)
-        else
-            redis.call('SET', KEYS[k], id)
-            redis.call('SET', KEYS[k + 2], facts)
+        end
+    else
+        -- one MSET per 250 outputs (Lua's unpack has a stack limit)
+        for first = 1, nout, 250 do
+            local batch = {}
+            for j = first, math.min(nout, first + 249) do
+                local k = 3 + nin + 3 * j - 2
+                batch[#batch + 1] = KEYS[k]
+                batch[#batch + 1] = id
+                batch[#batch + 1] = KEYS[k + 2]
+                batch[#batch + 1] = facts
+            end
+            redis.call('MSET', unpack(batch))
         end
     end
 end
