@@ -23,7 +23,8 @@ def release_on_signal(coordinators: Iterable[Any], signals: Iterable[int] = (sig
 
     Afterwards the previous handler runs: a Python handler is called with the
     same arguments; the default action becomes ``SystemExit(128 + signum)`` so
-    ``finally`` blocks and ``atexit`` still run; an ignored signal stays ignored.
+    ``finally`` blocks and ``atexit`` still run. A signal the process ignores
+    is left alone: the process goes on running, so its jobs keep their locks.
 
     Returns a function that restores the previous handlers.
 
@@ -43,10 +44,13 @@ def release_on_signal(coordinators: Iterable[Any], signals: Iterable[int] = (sig
         before = previous.get(signum)
         if callable(before):
             before(signum, frame)
-        elif before == signal.SIG_DFL or before is None:
+        else:
             raise SystemExit(128 + signum)
 
     for sig in signals:
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            log.debug("signal %d is ignored by this process; not handling it", sig)
+            continue
         previous[sig] = signal.signal(sig, handler)
 
     def restore() -> None:
