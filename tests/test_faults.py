@@ -167,3 +167,16 @@ def test_huge_durations_are_refused(coordinator):
         coordinator.job([], ["x"], duration=1e15)
     with pytest.raises(jobs_core.InvalidArgument, match="ten years"):
         coordinator.job([], ["x"], duration=5, output_ttl=1e16)
+
+
+def test_release_on_signal_leaves_an_ignored_signal_alone(coordinator):
+    import signal
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        restore = jobs_core.release_on_signal([coordinator])
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        restore()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
