@@ -61,13 +61,8 @@ def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: f
     return min(max(first - now, 0.0) + EXPIRY_SLACK, MAX_QUIET_SLEEP)
 
 
-class Waker:
-    """A subscription to the wake-up channel, used as a context manager by one waiting job.
-
-    If the subscription cannot be made or breaks (a user without channel
-    permissions, a dropped connection), the waker degrades to sleeping for at
-    most ``poll`` seconds at a time: the wait goes on as a plain poll.
-    """
+class _WakerBase:
+    """What the sync and asyncio wakers share: the subscription's settings."""
 
     def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool, poll: float) -> None:
         self._client = client
@@ -76,6 +71,18 @@ class Waker:
         self._sharded = sharded
         self._poll = poll
         self._pubsub: Any = None
+
+    def _giving_up(self, exc: Exception) -> None:
+        log.warning("no wake-ups on %r (%s); polling every %ss instead", self._channel, exc, self._poll)
+
+
+class Waker(_WakerBase):
+    """A subscription to the wake-up channel, used as a context manager by one waiting job.
+
+    If the subscription cannot be made or breaks (a user without channel
+    permissions, a dropped connection), the waker degrades to sleeping for at
+    most ``poll`` seconds at a time: the wait goes on as a plain poll.
+    """
 
     def _read(self, timeout: float) -> Any:
         if self._sharded:
@@ -99,7 +106,7 @@ class Waker:
         return self
 
     def _give_up(self, exc: Exception) -> None:
-        log.warning("no wake-ups on %r (%s); polling every %ss instead", self._channel, exc, self._poll)
+        self._giving_up(exc)
         self.__exit__()
 
     def __exit__(self, *exc: object) -> None:
@@ -129,16 +136,8 @@ class Waker:
                 return True
 
 
-class AsyncWaker:
+class AsyncWaker(_WakerBase):
     """The asyncio twin of :class:`Waker`, on a ``redis.asyncio`` client."""
-
-    def __init__(self, client: Any, channel: str, names: frozenset[str], sharded: bool, poll: float) -> None:
-        self._client = client
-        self._channel = channel
-        self._names = names
-        self._sharded = sharded
-        self._poll = poll
-        self._pubsub: Any = None
 
     async def _read(self, timeout: float) -> Any:
         if self._sharded:
@@ -162,7 +161,7 @@ class AsyncWaker:
         return self
 
     async def _give_up(self, exc: Exception) -> None:
-        log.warning("no wake-ups on %r (%s); polling every %ss instead", self._channel, exc, self._poll)
+        self._giving_up(exc)
         await self.__aexit__()
 
     async def __aexit__(self, *exc: object) -> None:
