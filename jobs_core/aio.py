@@ -196,6 +196,13 @@ class AsyncCoordinator(CoordinatorBase):
         options.setdefault("_depth", 3)
         return AsyncJob(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
 
+    async def server_time(self) -> float:
+        return await self._run(self._now_flow())
+
+    async def stop_job(self, job_id: str, failed: bool = False, token: int | None = None,
+                       output_ttl: float | None = None) -> str:
+        return await self._run(self._stop_job_flow(job_id, failed, token, output_ttl))
+
     async def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
                           ) -> BlockReport:
         return await self._run(self._why_blocked_flow(inputs, outputs, overwrite))

@@ -19,14 +19,28 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import ConfigurationError, InvalidType
+from .errors import ConfigurationError, InvalidType, LockLost, NotRunning
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
 from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
 from .names import check_name, check_names, check_text
-from .protocol import Plan, check_seconds, holder_facts, output_info, parse_start, running_job, server_time, text, to_ms
+from .protocol import (
+    LOST,
+    Plan,
+    check_seconds,
+    holder_facts,
+    output_info,
+    parse_start,
+    parse_stop,
+    running_fields,
+    running_job,
+    server_time,
+    split_io,
+    text,
+    to_ms,
+)
 from .scripts import Scripts
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
 from .waiting import Waker
@@ -199,6 +213,35 @@ class CoordinatorBase:
         """The namespace server's clock (through a script, so a cluster asks the right shard)."""
         return server_time((yield CALL, "time", [self.keys.token], []))
 
+    def _stop_job_flow(self, job_id: str, failed: bool, token: int | None, output_ttl: float | None) -> Flow:
+        """Stop a running job by id, from any process: see :meth:`Coordinator.stop_job`."""
+        job_id = check_text(job_id, "job id")
+        if token is not None and (isinstance(token, bool) or not isinstance(token, int) or token < 1):
+            raise InvalidType(f"a fencing token is a positive int, not {token!r}")
+        io, record = yield BATCH, [cmd("get", self.keys.job(job_id)), cmd("hgetall", self.keys.holder(job_id))], False
+        if io is None:
+            raise NotRunning(f"job {job_id!r} is not running (never started, already stopped, or its lease ran out)")
+        inputs, outputs = split_io(io)
+        fields = running_fields(record)
+        if token is None and "token" in fields:
+            token = int(fields["token"])
+        if output_ttl is not None:
+            ttl: float | None = check_seconds(output_ttl, "output_ttl", minimum=0.001)
+        elif fields:
+            ttl = int(fields.get("ttl") or 0) / 1000 or None  # the output time to live the job started with
+        else:
+            ttl = self.output_ttl
+        # the names come from Redis (a jobs.py client may have used any): keys only, no validation
+        plan = Plan(self.keys, job_id, inputs, outputs, lease=1.0, overwrite=True, history=False, output_ttl=ttl,
+                    host=self.host, pid=os.getpid(), publish=self.publish)
+        reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(token, not failed)
+        _, state, lost = parse_stop(reply, plan)
+        if state == LOST and not failed:
+            raise LockLost(job_id, lost, f"job {job_id!r} no longer holds {lost!r}: nothing was written, the "
+                                         f"locks it still held are released")
+        log.info("job %s stopped from outside (%s)", job_id, state)
+        return state
+
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
         now = yield from self._now_flow()
@@ -338,6 +381,28 @@ class Coordinator(CoordinatorBase):
                 job.stop(failed=failed)
             except Exception:
                 log.exception("could not stop job %s", job.id)
+
+    def server_time(self) -> float:
+        """The Redis server's clock (of the namespace's shard), in epoch seconds."""
+        return self._run(self._now_flow())
+
+    def stop_job(self, job_id: str, failed: bool = False, token: int | None = None,
+                 output_ttl: float | None = None) -> str:
+        """Stop a running job by its id from any process (a repair, or a job started from a shell).
+
+        Like :meth:`Job.stop`: unless ``failed``, the outputs are written, but
+        only if the job still holds every lock; whatever it still holds is
+        released either way. A jobs_core job is identified by its holder
+        record's token (or ``token``, to make sure it is that start); a jobs.py
+        job, which keeps no record, by its id alone. Outputs get ``output_ttl``,
+        else the time to live the job started with. Returns ``"written"`` or
+        ``"failed"``.
+
+        Raises:
+            NotRunning: no such running job.
+            LockLost: a successful stop found locks lost; nothing was written.
+        """
+        return self._run(self._stop_job_flow(job_id, failed, token, output_ttl))
 
     def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
                     ) -> BlockReport:

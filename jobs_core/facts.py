@@ -90,7 +90,11 @@ class OutputInfo:
 
 @dataclass(frozen=True)
 class RunningJob:
-    """A running job as listed by ``running_jobs()`` (jobs.py jobs have no token/host)."""
+    """A running job as listed by ``running_jobs()``.
+
+    Jobs of jobs.py clients keep no holder record: their token, host, pid,
+    start, lease and output time to live are None.
+    """
 
     job_id: str
     inputs: tuple[str, ...]
@@ -100,6 +104,8 @@ class RunningJob:
     host: str | None = None
     pid: int | None = None
     started: float | None = None
+    lease: float | None = None
+    output_ttl: float | None = None
 
 
 @dataclass(frozen=True)

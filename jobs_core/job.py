@@ -233,11 +233,11 @@ class JobBase:
             raise InvalidType(f"a fencing token is a positive int, not {token!r}")
         plan = self._plan_now()
         sent = self.coordinator.clock()
-        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(token, True)
+        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(token, True, strict=True)
         _, lost = parse_refresh(reply, plan)
         if lost:
             raise LockLost(self.id, lost, f"job {self.id!r} with token {token} cannot be resumed: it does not "
-                                          f"hold {lost!r}")
+                                          f"hold {lost!r} (nothing was renewed)")
         self.token, self._active, self._stop_failed, self.lost = token, True, False, None
         self._deadline = self._started_at = sent
         self._deadline += self.duration

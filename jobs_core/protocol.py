@@ -107,12 +107,13 @@ class Plan:
             edges_in = list(dict.fromkeys(f"{fold(n)}{ARROW}{folded}" for n in inputs))
             edges_out = list(dict.fromkeys(f"{folded}{ARROW}{fold(n)}" for n in outputs))
         io = dumps([*inputs, "", *outputs])
+        ttl = 0 if output_ttl is None else to_ms(output_ttl)
         self._start_args = [
-            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0, "",
+            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0, "", ttl,
             len(edges_in), *edges_in, *edges_out,
         ]
-        ttl = 0 if output_ttl is None else to_ms(output_ttl)
-        self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names), STOPPED_RECORD_MS]
+        self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names),
+                           STOPPED_RECORD_MS, 0]
 
     def with_id(self, job_id: str) -> Plan:
         """The same plan for another job id whose lineage form is the same (``fold``).
@@ -151,13 +152,16 @@ class Plan:
         i = int(index)
         return self.names[i - 1] if i else self.job_id
 
-    def refresh_args(self, token: int, renew: bool = True) -> list[Any]:
-        return [self.job_id, self.lease_ms if renew else 0, self.nin, token]
+    def refresh_args(self, token: int, renew: bool = True, strict: bool = False) -> list[Any]:
+        """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held."""
+        return [self.job_id, self.lease_ms if renew else 0, self.nin, token, int(strict)]
 
-    def stop_args(self, token: int, commit: bool) -> list[Any]:
+    def stop_args(self, token: int | None, commit: bool) -> list[Any]:
+        """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id."""
         args = list(self._stop_args)
-        args[1] = token
+        args[1] = token or 0
         args[3] = int(commit)
+        args[9] = int(token is None)
         return args
 
     def lost_reasons(self, indices: Iterable[Any]) -> dict[str, list[str]]:
@@ -195,9 +199,7 @@ def parse_stop(reply: Sequence[Any], plan: Plan) -> tuple[int, str, dict[str, li
 
 def holder_facts(job_id: str, record: Mapping[Any, Any] | None, expires: float | None = None) -> Holder:
     """A :class:`Holder` from a ``jobs:holder:<id>`` hash (empty for jobs.py jobs)."""
-    fields = {text(k): text(v) for k, v in (record or {}).items()}
-    if fields.get("state", "running") != "running":
-        fields = {}
+    fields = running_fields(record)
     return Holder(
         job_id,
         expires,
@@ -238,11 +240,26 @@ def output_info(name: str, now: float, value: Any, pttl: int, facts: Any, writer
     )
 
 
+def split_io(io: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(inputs, outputs)`` from a ``jobs:running:<id>`` JSON array ``[inputs..., "", outputs...]``."""
+    names = json.loads(text(io))
+    sep = names.index("") if "" in names else len(names)
+    return tuple(names[:sep]), tuple(names[sep + 1:])
+
+
 def running_job(job_id: str, expires: float, io: Any, record: Mapping[Any, Any] | None) -> RunningJob | None:
     """A :class:`RunningJob` from its ``jobs:running:<id>`` JSON and holder hash."""
     if io is None:
         return None
-    names = json.loads(text(io))
-    sep = names.index("") if "" in names else len(names)
+    inputs, outputs = split_io(io)
     h = holder_facts(job_id, record, expires)
-    return RunningJob(job_id, tuple(names[:sep]), tuple(names[sep + 1:]), expires, h.token, h.host, h.pid, h.started)
+    fields = running_fields(record)
+    lease = int(fields["lease"]) / 1000 if "lease" in fields else None
+    ttl = int(fields["ttl"]) / 1000 if int(fields.get("ttl") or 0) else None
+    return RunningJob(job_id, inputs, outputs, expires, h.token, h.host, h.pid, h.started, lease, ttl)
+
+
+def running_fields(record: Mapping[Any, Any] | None) -> dict[str, str]:
+    """A holder hash as text, or ``{}`` unless its start is still running."""
+    fields = {text(k): text(v) for k, v in (record or {}).items()}
+    return fields if fields.get("state") == "running" else {}

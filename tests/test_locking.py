@@ -409,3 +409,30 @@ def test_jobs_with_many_names(coordinator, client, prefix):
     assert coordinator.output_info(outputs[-1]).token == job.token
     ins, outs = coordinator.edges()
     assert len(ins) == 600 and len(outs) == 600
+
+
+def test_stop_job_from_another_process(make_coordinator, client, prefix):
+    a, b = make_coordinator(), make_coordinator()
+    a.create_outputs(["in"])
+    started = a.job(["in"], ["out"], duration=30, heartbeat=False, job_id="shell").start()
+    assert b.stop_job("shell") == "written"
+    assert text(client.get(prefix + "out")) == "shell"
+    assert b.output_info("out").token == started.token
+    with pytest.raises(jobs_core.NotRunning):
+        b.stop_job("shell")
+
+
+def test_stop_job_with_a_lost_lock_releases_the_rest(make_coordinator, client, prefix):
+    a, b = make_coordinator(), make_coordinator()
+    a.create_outputs(["in"])
+    a.job(["in"], ["out1", "out2"], duration=30, heartbeat=False, job_id="shell").start()
+    b.unlock(outputs=["out1"])
+    with pytest.raises(LockLost) as e:
+        b.stop_job("shell")
+    assert e.value.lost == {"output_lock_lost": ["out1"]}
+    assert not client.exists(prefix + "out1", prefix + "out2", prefix + "olock:out2", prefix + "ilock:in")
+    assert b.running_jobs() == []
+
+
+def test_server_time(coordinator):
+    assert abs(coordinator.server_time() - time.time()) < 5

@@ -7,6 +7,7 @@
 -- ARGV[2] - new lease in milliseconds; 0 only checks, renewing nothing
 -- ARGV[3] - number of inputs
 -- ARGV[4] - the fencing token this start of the job received
+-- ARGV[5] - "1" to renew nothing unless every lock is held (taking over a start elsewhere)
 -- return {1, now} if every lock is held, else {0, now, index of each lost name...}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -37,7 +38,7 @@ for i = 1, #KEYS - 3 do
     end
 end
 
-if mine and lease_ms > 0 then
+if mine and lease_ms > 0 and not (ARGV[5] == '1' and out[1] == 0) then
     local expiry = now + lease_ms / 1000
     for _, i in ipairs(held) do
         local key = KEYS[3 + i]

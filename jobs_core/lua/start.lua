@@ -1,7 +1,7 @@
 -- start.lua: take every lock a job needs at once, or none of them.
 -- KEYS[1] - jobs:running: zset of running job ids scored by lease expiry
 -- KEYS[2] - jobs:running:<id>: JSON [inputs..., "", outputs...] (read by jobs.py)
--- KEYS[3] - jobs:holder:<id>: hash token, nonce, host, pid, started, state
+-- KEYS[3] - jobs:holder:<id>: hash token, nonce, host, pid, started, lease, ttl, state
 -- KEYS[4] - jobs:token: the namespace's fencing counter
 -- KEYS[5] - jobs:graph:input: zset "<input> -> <job>" scored by last seen
 -- KEYS[6] - jobs:graph:output: zset "<job> -> <output>" scored by last seen
@@ -18,7 +18,8 @@
 -- ARGV[8] - holder pid
 -- ARGV[9] - milliseconds left to wait (mode "wait")
 -- ARGV[10] - nonce of this start() call: a replay of a call that succeeded returns its token
--- ARGV[11] - number of input edges; ARGV[12..] input edges, then output edges
+-- ARGV[11] - output time to live in milliseconds ("0": none), kept in the holder record
+-- ARGV[12] - number of input edges; ARGV[13..] input edges, then output edges
 -- return {1, token, now} if started ({1, 0, now} if a check finds nothing blocking),
 --        else {0, now, reason, name index, holder, until, ...} per blocker
 --        (name index 0 is the job itself: "job_running" when another start of this id runs)
@@ -118,10 +119,10 @@ end
 redis.call('ZADD', KEYS[1], expiry, id)
 redis.call('SET', KEYS[2], ARGV[6], 'PX', record_ms)
 redis.call('HSET', KEYS[3], 'token', token, 'nonce', ARGV[10], 'host', ARGV[7], 'pid', ARGV[8],
-    'started', nows, 'state', 'running')
+    'started', nows, 'lease', ARGV[2], 'ttl', ARGV[11], 'state', 'running')
 redis.call('PEXPIRE', KEYS[3], lease_ms)
 -- one ZADD per graph zset (in chunks: Lua's unpack has a stack limit)
-local input_edges = 11 + tonumber(ARGV[11])
+local input_edges = 12 + tonumber(ARGV[12])
 local function add_edges(key, first, last)
     for from = first, last, 500 do
         local batch = {}
@@ -132,7 +133,7 @@ local function add_edges(key, first, last)
         redis.call('ZADD', key, unpack(batch))
     end
 end
-add_edges(KEYS[5], 12, input_edges)
+add_edges(KEYS[5], 13, input_edges)
 add_edges(KEYS[6], input_edges + 1, #ARGV)
 if mode == 'wait' then
     redis.call('ZREM', KEYS[7], id)

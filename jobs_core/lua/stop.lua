@@ -13,6 +13,8 @@
 -- ARGV[7] - wake-up channel
 -- ARGV[8] - wake-up message: the job's names, one per line
 -- ARGV[9] - milliseconds to keep the stopped holder record (answers a repeated stop)
+-- ARGV[10] - "1" to stop a job that has no holder record (a jobs.py job) by its id alone;
+--            ARGV[2] is then "0" and the output facts carry no token
 -- return {1, now, state} when stopped now, {2, now, state} when an earlier call
 --        already stopped this start, {0, now, state, index of each lost name...}
 --        when locks were lost; state is "written", "failed" or "lost"
@@ -25,6 +27,7 @@ local nout = (#KEYS - 3 - nin) / 3
 local commit = ARGV[4] == '1'
 local record = redis.call('HMGET', KEYS[3], 'token', 'state')
 local mine = record[1] == ARGV[2]
+local by_id = not record[1] and ARGV[10] == '1'
 
 if mine and record[2] ~= 'running' then
     return {2, nows, record[2]}
@@ -40,9 +43,10 @@ if record[1] and not mine then
     return out
 end
 
+local owned = mine or by_id
 for i = 1, nin do
     local score = redis.call('ZSCORE', KEYS[3 + i], id)
-    if not (mine and score and tonumber(score) > now) then
+    if not (owned and score and tonumber(score) > now) then
         out[#out + 1] = i
     end
     if score then
@@ -52,7 +56,7 @@ end
 for j = 1, nout do
     local k = 3 + nin + 3 * j - 2
     local writer = redis.call('GET', KEYS[k + 1])
-    if not (mine and writer == id) then
+    if not (owned and writer == id) then
         out[#out + 1] = nin + j
     end
     if writer == id then
@@ -68,7 +72,8 @@ if commit and lost then
 elseif commit then
     state = 'written'
     local ttl = tonumber(ARGV[5])
-    local facts = cjson.encode({job = id, token = tonumber(ARGV[2]), time = now})
+    local token = tonumber(ARGV[2])
+    local facts = cjson.encode({job = id, token = token > 0 and token or nil, time = now})
     if ttl > 0 then
         for j = 1, nout do
             local k = 3 + nin + 3 * j - 2

@@ -1,0 +1,531 @@
+"""The ``jobs-core`` command (also ``python -m jobs_core``): see, explain and repair the locks.
+
+A thin layer over :class:`jobs_core.Coordinator`'s public methods; the text and
+JSON it prints come from :mod:`jobs_core.cli_format` and :mod:`jobs_core.lineage`.
+Run ``jobs-core --help`` for the commands and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shlex
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from . import cli_format as fmt
+from . import lineage
+from .coordinator import ENV_PREFIX, ENV_URL, Coordinator
+from .errors import ConfigurationError, InvalidArgument, JobsError, LockLost, NotRunning, ResourceUnavailable
+from .facts import RunningJob
+
+#: Exit codes: what a script calling jobs-core can rely on.
+OK, NO, USAGE, LOST, REDIS, INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+#: Lease given to a job while ``stop`` takes it over; if the stop cannot finish, its locks lapse by then.
+
+EXIT_CODES = f"""\
+exit codes:
+  {OK}    done (why-blocked: the job could start; show: the name is written)
+  {NO}    not possible now, or not found: why-blocked found blockers, start could not
+       start, show: the name is not written, refresh/stop: the job is not running,
+       lineage: the name is not in the graph, a confirmation was declined
+  {USAGE}    usage error: bad arguments or names, no Redis URL, or a confirmation
+       needed while stdin is not a terminal and --yes was not given
+  {LOST}    lock lost: refresh or stop found the job no longer holds all its locks
+       (stop then wrote nothing)
+  {REDIS}    Redis error: cannot connect, timed out, or refused a command
+  {INTERRUPTED}  interrupted (Ctrl-C), except watch, which ends with 0
+"""
+
+
+class CliError(Exception):
+    """Ends the command with ``message`` on stderr and exit ``code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- argument types ------------------------------------------------------------------------------
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 or more")
+    return value
+
+
+def secs(value: float) -> str:
+    """Seconds as given: ``600``, ``0.5``."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
+def _when(text: str) -> float:
+    try:
+        return lineage.parse_when(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """``--url``, ``--prefix``, ``-v``: accepted before and after the command name."""
+    p = argparse.ArgumentParser(add_help=False)
+    default: Callable[[Any], Any] = (lambda _: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--url", default=default(os.environ.get(ENV_URL)), metavar="URL",
+                   help=f"Redis URL: redis://[user:password@]host:6379/0, rediss://... (TLS), unix:///path "
+                        f"(default: ${ENV_URL})")
+    p.add_argument("--prefix", default=default(os.environ.get(ENV_PREFIX, "")), metavar="PREFIX",
+                   help=f"key prefix of the namespace, e.g. 'pfx:' (default: ${ENV_PREFIX}, else none)")
+    p.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="log what the library does (the jobs_core logger at INFO) on stderr")
+    return p
+
+
+def _names(p: argparse.ArgumentParser, what: str = "job") -> None:
+    p.add_argument("-i", "--input", dest="inputs", action="extend", nargs="+", default=[], metavar="NAME",
+                   help=f"an input the {what} reads (repeat, or give several)")
+    p.add_argument("-o", "--output", dest="outputs", action="extend", nargs="+", default=[], metavar="NAME",
+                   help=f"an output the {what} writes (repeat, or give several)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jobs-core`` argument parser."""
+    common = _common(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="jobs-core", parents=[_common(suppress=False)], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="See, explain and repair what the jobs_core (and jobs.py) locks in Redis are doing.",
+        epilog=f"Run 'jobs-core COMMAND --help' for a command's options.\n\n{EXIT_CODES}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        text = "\n\n".join(textwrap.fill(part, 79) for part in (description or summary).split("\n\n"))
+        return sub.add_parser(name, parents=[common], help=summary, description=text,
+                              epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("status", "running and waiting jobs: names, holder host and pid, token, lease left",
+                "List the running jobs (jobs_core and jobs.py clients alike) with what they read and write, "
+                "their holder facts and how long their lease lasts, then the jobs waiting to start.")
+    p.add_argument("--json", action="store_true", help="print the stable JSON document (README: status --json)")
+
+    p = command("show", "one name: written or not, by which job, when, token, TTL; its locks and waiters")
+    p.add_argument("name", metavar="NAME", help="an input or output name")
+    p.add_argument("--json", action="store_true", help="print the stable JSON document (README: show --json)")
+
+    p = command("why-blocked", "would a job with these inputs and outputs start now? if not, what blocks it",
+                "Ask Redis whether a job with these inputs and outputs would start now (changing nothing) "
+                "and, if not, exactly what blocks it, who holds it and until when. Exit 0: it would start; "
+                "1: it is blocked.")
+    _names(p)
+    p.add_argument("--no-overwrite", action="store_true", help="count existing outputs as blockers")
+    p.add_argument("--json", action="store_true", help="print the stable JSON document (README: why-blocked --json)")
+
+    p = command("start", "start a job from a shell script; its locks stay held after this command exits",
+                "Take the job's locks (waiting up to --wait seconds) and exit, leaving them held for --duration "
+                "seconds: renew them with 'jobs-core refresh', release them with 'jobs-core stop' (outputs "
+                "written) or 'jobs-core stop --failed'. Prints shell assignments on stdout, for "
+                "eval \"$(jobs-core start ...)\": job_id=..., token=... (the fencing token), lease=...")
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id; refresh and stop name it again")
+    _names(p)
+    p.add_argument("--duration", type=_seconds, required=True, metavar="SECONDS",
+                   help="the lease: how long the locks stay held without a refresh")
+    p.add_argument("--wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for busy or missing resources (default: 0, fail at once)")
+    p.add_argument("--no-overwrite", action="store_true", help="refuse to start if an output already exists")
+    p.add_argument("--no-history", action="store_true", help="do not record lineage edges for this start")
+    p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
+                   help="outputs written by 'stop' expire after this long (default: never)")
+
+    token_help = ("the fencing token printed by start (default: read from the job's jobs:holder:<JOB_ID> "
+                  "record in Redis)")
+    p = command("refresh", "renew the leases of a job started with 'start'",
+                "Renew every lock of a running jobs_core job for --duration seconds from now (default: the "
+                "lease it started with). Exit 3 if it lost some of them (then nothing is renewed). Jobs of "
+                "jobs.py clients must refresh themselves.")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--duration", type=_seconds, metavar="SECONDS",
+                   help="the new lease (default: the lease given to start)")
+    p.add_argument("--token", type=_count, metavar="N", help=token_help)
+
+    p = command("stop", "stop a running job: write its outputs, or with --failed release without writing",
+                "Stop a running job through the library's stop script (Coordinator.stop_job). By default its "
+                "outputs are marked written, and only if it still holds every one of its locks; otherwise "
+                "nothing is written and the exit status is 3. Either way the locks it still holds are "
+                "released. With --failed nothing is written.\n\n"
+                "A job of a jobs.py client has no holder record; it is stopped by its id alone, acting only "
+                "on the locks that still carry that id (other readers of its inputs keep theirs).")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--failed", action="store_true", help="release the locks without writing the outputs")
+    p.add_argument("--token", type=_count, metavar="N", help=token_help)
+    p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
+                   help="outputs written expire after this long (default: what start was given, else never)")
+
+    p = command("unlock", "force-release read locks (--input) and write locks (--output): a repair",
+                "Force-release locks through the library's unlock script: every reader's lock on each --input "
+                "and the write lock on each --output. Their holders are fenced out (a jobs_core job finds its "
+                "locks lost and writes nothing) and waiting jobs are woken. Asks for confirmation unless --yes.")
+    _names(p, what="locks are on")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("create", "mark outputs written without running a job: a repair",
+                "Mark outputs written through the library's create script, as if a job had written them: "
+                "a current writer of any of them is fenced out, waiting jobs are woken. Asks for "
+                "confirmation unless --yes.")
+    p.add_argument("outputs", nargs="+", metavar="OUTPUT")
+    p.add_argument("--writer", metavar="JOB_ID",
+                   help="the job id recorded as writer (default: jobs-core:create.<random>)")
+    p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS", help="the outputs expire after this long")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("lineage", "upstream/downstream of a job, input or output: text, dot, mermaid or json",
+                "Walk the lineage recorded when jobs start (digit runs fold to *: raw.events.2026-11-27 is "
+                "looked up as raw.events.*). With NAME: what lies upstream and downstream of it (a job id, an "
+                "input or an output); without: the whole graph. --depth 1 keeps direct neighbours only; from "
+                "an output, --depth 2 reaches the jobs writing it and their inputs.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a job id, input or output (default: the whole graph)")
+    way = p.add_mutually_exclusive_group()
+    way.add_argument("--upstream", dest="direction", action="store_const", const=lineage.UPSTREAM,
+                     help="only what leads to NAME")
+    way.add_argument("--downstream", dest="direction", action="store_const", const=lineage.DOWNSTREAM,
+                     help="only what NAME leads to")
+    p.add_argument("--depth", type=_count, metavar="N", help="at most N edges from NAME (default: no limit)")
+    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27) or a "
+                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00); UTC unless a zone is given")
+    p.add_argument("--after", type=_when, metavar="TIME", help=when_help.format("after"))
+    p.add_argument("--before", type=_when, metavar="TIME", help=when_help.format("before"))
+    p.add_argument("-f", "--format", choices=lineage.FORMATS, default="text",
+                   help="text (default), dot (Graphviz: pipe to 'dot -Tsvg'), mermaid (renders in GitHub "
+                        "markdown) or json (README: lineage --format json)")
+
+    p = command("watch", "live view of running and waiting jobs, refreshed until interrupted (Ctrl-C)")
+    p.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="seconds between refreshes (default: 2)")
+    p.add_argument("--iterations", type=_count, metavar="N", help="stop after N views (default: until Ctrl-C)")
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password hidden."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    except ValueError:
+        return "<the given URL>"
+
+
+def coordinator(args: argparse.Namespace) -> Coordinator:
+    if not args.url:
+        raise CliError(f"no Redis URL: pass --url redis://host:6379/0 or set {ENV_URL}", USAGE)
+    return Coordinator.from_url(args.url, args.prefix)
+
+
+def running_job(c: Coordinator, job_id: str) -> RunningJob:
+    for job in c.running_jobs():
+        if job.job_id == job_id:
+            return job
+    raise CliError(f"job {job_id!r} is not running (never started, already stopped, or its lease ran out); "
+                   "nothing changed", NO)
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+    sys.stderr.flush()
+
+
+def dump(document: Any) -> None:
+    out(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+
+
+def confirm(args: argparse.Namespace, plan: str, question: str) -> None:
+    """Show ``plan``; go on with ``--yes`` or a "y" typed on a terminal; else end the command."""
+    err(plan)
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError("refusing without confirmation: stdin is not a terminal; pass --yes to confirm. "
+                       "Nothing changed.", USAGE)
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CliError("not confirmed; nothing changed", NO)
+
+
+def _names_list(names: Sequence[str]) -> str:
+    return ", ".join(lineage.printable(n) for n in names)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, c: Coordinator) -> int:
+    now = c.server_time()
+    running, waiting = c.running_jobs(), c.waiting_jobs()
+    if args.json:
+        dump(fmt.status_json(c.prefix, now, running, waiting))
+    else:
+        out(fmt.status_text(c.prefix, now, running, waiting))
+    return OK
+
+
+def cmd_show(args: argparse.Namespace, c: Coordinator) -> int:
+    info = c.output_info(args.name)
+    if args.json:
+        dump(fmt.info_json(info))
+    else:
+        out(fmt.info_text(info))
+    return OK if info.written else NO
+
+
+def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
+    if not args.inputs and not args.outputs:
+        raise CliError("give the job's names: --input NAME and/or --output NAME", USAGE)
+    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite)
+    if args.json:
+        dump(fmt.report_json(report))
+    else:
+        out(fmt.report_text(report))
+    return OK if report.can_start else NO
+
+
+def cmd_start(args: argparse.Namespace, c: Coordinator) -> int:
+    job = c.job(args.inputs, args.outputs, duration=args.duration, wait=args.wait,
+                overwrite=not args.no_overwrite, heartbeat=False, job_id=args.job_id, history=not args.no_history,
+                output_ttl=args.output_ttl)
+    job.start()
+    out(f"job_id={shlex.quote(job.id)}\ntoken={job.token}\nlease={secs(args.duration)}\n")
+    quoted = shlex.quote(job.id)
+    err(f"started {job.id!r} with token {job.token}; its locks stay held for {secs(args.duration)}s. Renew them "
+        f"with 'jobs-core refresh {quoted}', finish with 'jobs-core stop {quoted}' (or 'stop --failed').")
+    return OK
+
+
+def cmd_refresh(args: argparse.Namespace, c: Coordinator) -> int:
+    running = running_job(c, args.job_id)
+    token = args.token or running.token
+    if token is None:
+        raise CliError(f"job {args.job_id!r} has no jobs_core holder record (a jobs.py client's job?): it can "
+                       "only be refreshed by the process that started it; nothing changed", NO)
+    duration = args.duration or running.lease
+    if duration is None:
+        raise CliError("this start recorded no lease: give --duration", USAGE)
+    job = c.job(running.inputs, running.outputs, duration=duration, heartbeat=False, job_id=args.job_id)
+    try:
+        job.resume(token)
+    except LockLost as exc:
+        raise CliError(f"{_lost(args.job_id, token, exc)}; " + (
+            "nothing was renewed" if token == running.token else _stale(token, running)), LOST) from None
+    out(f"refreshed {lineage.printable(args.job_id)} (token {token}): its locks are held for "
+        f"{secs(duration)}s more\n")
+    return OK
+
+
+def cmd_stop(args: argparse.Namespace, c: Coordinator) -> int:
+    running = running_job(c, args.job_id)
+    if args.token is not None and args.token != running.token:
+        raise CliError(_stale(args.token, running), LOST)
+    kind = "" if running.token is not None else "jobs.py job "
+    try:
+        c.stop_job(args.job_id, failed=args.failed, token=args.token, output_ttl=args.output_ttl)
+    except LockLost as exc:
+        raise CliError(f"{_lost(args.job_id, running.token, exc)}; nothing was written, and the locks it still "
+                       "held are released", LOST) from None
+    if args.failed:
+        out(f"stopped {kind}{lineage.printable(args.job_id)} as failed: its locks are released, nothing "
+            "written\n")
+    else:
+        written = f"outputs written: {_names_list(running.outputs)}" if running.outputs else "no outputs"
+        token = f" (token {running.token})" if running.token is not None else ""
+        out(f"stopped {kind}{lineage.printable(args.job_id)}{token}: {written}; its locks are released\n")
+    return OK
+
+
+def _lost(job_id: str, token: int | None, exc: LockLost) -> str:
+    what = "; ".join(f"{reason}: {_names_list(names)}" for reason, names in exc.lost.items())
+    with_token = f" with token {token}" if token is not None else ""
+    return f"job {lineage.printable(job_id)}{with_token} does not hold all its locks ({what})"
+
+
+def _stale(token: int, running: RunningJob) -> str:
+    current = "none recorded" if running.token is None else str(running.token)
+    return f"token {token} is not its current start's (that is {current}), so nothing changed"
+
+
+def cmd_unlock(args: argparse.Namespace, c: Coordinator) -> int:
+    if not args.inputs and not args.outputs:
+        raise CliError("give the names to unlock: --input NAME (read locks) and/or --output NAME (write lock)",
+                       USAGE)
+    plan = []
+    for name in args.inputs:
+        readers = c.output_info(name).readers
+        if readers:
+            plan.append(f"  read locks on {lineage.printable(name)}: " + ", ".join(fmt.who(r) for r in readers))
+    for name in args.outputs:
+        lock = c.output_info(name).write_lock
+        if lock:
+            plan.append(f"  write lock on {lineage.printable(name)}: {fmt.who(lock)}")
+    if not plan:
+        out("no locks held on these names; nothing changed\n")
+        return OK
+    confirm(args, "about to force-release (the holders are fenced out and write nothing):\n" + "\n".join(plan),
+            "Release these locks?")
+    count = c.unlock(args.inputs, args.outputs)
+    out(f"released {count} lock key{'s' if count != 1 else ''}; waiting jobs were woken\n")
+    return OK
+
+
+def cmd_create(args: argparse.Namespace, c: Coordinator) -> int:
+    writer = args.writer or f"jobs-core:create.{secrets.randbits(48)}"
+    plan = []
+    for name in args.outputs:
+        info = c.output_info(name)
+        state = f"written by {lineage.printable(info.writer or '')}" if info.written else "not written"
+        if info.write_lock:
+            state += f"; its writer {fmt.who(info.write_lock)} will be fenced out"
+        if info.readers:
+            state += "; being read by " + ", ".join(fmt.who(r) for r in info.readers)
+        plan.append(f"  {lineage.printable(name)} ({state})")
+    confirm(args, f"about to mark written, as job {lineage.printable(writer)}:\n" + "\n".join(plan),
+            "Mark these outputs written?")
+    token = c.create_outputs(args.outputs, job_id=writer, ttl=args.output_ttl)
+    out(f"marked written by {lineage.printable(writer)} with token {token}: {_names_list(args.outputs)}\n")
+    return OK
+
+
+def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
+    if args.name is None and (args.direction or args.depth):
+        raise CliError("--upstream, --downstream and --depth need a NAME to start from", USAGE)
+    inputs, outputs = c.edges(before=args.before, after=args.after)
+    graph = lineage.build(inputs, outputs, after=args.after, before=args.before)
+    if args.name is not None:
+        graph = lineage.traverse(graph, args.name, args.direction or lineage.BOTH, args.depth)
+        if not graph.roots:
+            bounds = " in that time range" if args.after is not None or args.before is not None else ""
+            folded = f" (looked up as {lineage.printable(graph.start or '')})" if graph.start != args.name else ""
+            err(f"jobs-core: no lineage recorded for {lineage.printable(args.name)}{folded}{bounds}")
+            return NO
+    out(lineage.render(graph, args.format))
+    return OK
+
+
+def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
+    tty = sys.stdout.isatty()
+    where = f"{safe_url(args.url)}, prefix {c.prefix!r}"
+    shown = 0
+    try:
+        while True:
+            try:
+                now = c.server_time()
+                body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs())
+            except redis.RedisError as exc:
+                body = f"Redis error: {exc}; trying again in {secs(args.interval)}s\n"
+            head = f"jobs-core watch: {where}; every {secs(args.interval)}s, Ctrl-C to quit\n"
+            out(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + head + body)
+            shown += 1
+            if args.iterations is not None and shown >= args.iterations:
+                return OK
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        out("\n")
+        return OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
+    "status": cmd_status, "show": cmd_show, "why-blocked": cmd_why_blocked, "start": cmd_start,
+    "refresh": cmd_refresh, "stop": cmd_stop, "unlock": cmd_unlock, "create": cmd_create,
+    "lineage": cmd_lineage, "watch": cmd_watch,
+}
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> int:
+    err(f"jobs-core: {message}")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jobs-core``; returns the exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    args = build_parser().parse_args(argv)
+    machine = getattr(args, "json", False) or getattr(args, "format", "text") != "text"
+    if machine and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")  # JSON, DOT and Mermaid are always UTF-8
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
+                        format="jobs-core: %(levelname)s: %(message)s")
+    url = safe_url(args.url or "")
+    try:
+        return COMMANDS[args.command](args, coordinator(args))
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except ResourceUnavailable as exc:
+        return _fail(f"cannot start: {exc}", NO)
+    except LockLost as exc:
+        return _fail(str(exc), LOST)
+    except NotRunning as exc:
+        return _fail(str(exc), NO)
+    except (InvalidArgument, ConfigurationError) as exc:
+        return _fail(f"{exc}; nothing changed", USAGE)
+    except JobsError as exc:
+        return _fail(str(exc), NO)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return _fail(f"cannot reach Redis at {url}: {exc}", REDIS)
+    except redis.RedisError as exc:
+        return _fail(f"Redis at {url} refused: {exc}", REDIS)
+    except KeyboardInterrupt:
+        return _fail("interrupted", INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (| head): silence the flush at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return NO
