@@ -196,6 +196,9 @@ class AsyncCoordinator(CoordinatorBase):
         options.setdefault("_depth", 3)
         return AsyncJob(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
 
+    async def written(self, names: Iterable[str]) -> dict[str, str]:
+        return await self._run(self._written_flow(names))
+
     async def server_time(self) -> float:
         return await self._run(self._now_flow())
 

@@ -18,7 +18,6 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -27,6 +26,7 @@ from . import lineage
 from .coordinator import ENV_PREFIX, ENV_URL, Coordinator
 from .errors import ConfigurationError, InvalidArgument, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import RunningJob
+from .urls import hide_password
 
 #: Exit codes: what a script calling jobs-core can rely on.
 OK, NO, USAGE, LOST, REDIS, INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -244,19 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its password hidden."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rpartition("@")
-        user = netloc[0].partition(":")[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
-    except ValueError:
-        return "<the given URL>"
-
-
 def coordinator(args: argparse.Namespace) -> Coordinator:
     if not args.url:
         raise CliError(f"no Redis URL: pass --url redis://host:6379/0 or set {ENV_URL}", USAGE)
@@ -458,7 +445,7 @@ def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
 
 def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
     tty = sys.stdout.isatty()
-    where = f"{safe_url(args.url)}, prefix {c.prefix!r}"
+    where = f"{hide_password(args.url)}, prefix {c.prefix!r}"
     shown = 0
     try:
         while True:
@@ -504,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(encoding="utf-8")  # JSON, DOT and Mermaid are always UTF-8
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
                         format="jobs-core: %(levelname)s: %(message)s")
-    url = safe_url(args.url or "")
+    url = hide_password(args.url or "")
     try:
         return COMMANDS[args.command](args, coordinator(args))
     except CliError as exc:

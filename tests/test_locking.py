@@ -436,3 +436,21 @@ def test_stop_job_with_a_lost_lock_releases_the_rest(make_coordinator, client, p
 
 def test_server_time(coordinator):
     assert abs(coordinator.server_time() - time.time()) < 5
+
+
+def test_written(coordinator):
+    coordinator.create_outputs(["a", "c"], job_id="w")
+    assert coordinator.written(["a", "b", "c"]) == {"a": "w", "c": "w"}
+    assert coordinator.written([]) == {}
+
+
+def test_a_wait_ended_by_an_existing_output_leaves_no_waiting_record(real_backend, prefix):
+    import threading
+
+    c = jobs_core.Coordinator(real_backend.client(), prefix)
+    holder = c.job([], ["x"], duration=30).start()
+    threading.Timer(0.2, holder.stop).start()
+    with pytest.raises(ResourceUnavailable) as e:
+        c.job([], ["x"], duration=5, wait=60, overwrite=False).start()
+    assert e.value.args[0] == {"output_exists": ["x"]}
+    assert c.waiting_jobs() == []

@@ -36,6 +36,7 @@ local names = (#KEYS - 8) / 3
 -- record a minute past the lease so a host whose clock is behind still finds it
 local record_ms = lease_ms + 60000
 local out = {0, nows}
+local final = false
 
 local function block(reason, i, holder, expiry)
     out[#out + 1] = reason
@@ -75,6 +76,7 @@ for i = 1, names do
     elseif not overwrite and redis.call('EXISTS', KEYS[k]) == 1 then
         local value = redis.pcall('GET', KEYS[k])
         block('output_exists', i, type(value) == 'string' and value or '')
+        final = true
     elseif writer then
         block('output_locked', i, writer, lock_expiry(KEYS[k + 1]))
     elseif redis.call('EXISTS', KEYS[k + 2]) == 1 then
@@ -89,7 +91,11 @@ for i = 1, names do
 end
 
 if #out > 2 then
-    if mode == 'wait' then
+    if mode == 'wait' and final then
+        -- an existing output (overwrite off) ends the wait: no longer a waiter
+        redis.call('ZREM', KEYS[7], id)
+        redis.call('DEL', KEYS[8])
+    elseif mode == 'wait' then
         local left = tonumber(ARGV[9])
         redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
         redis.call('ZADD', KEYS[7], now + left / 1000, id)

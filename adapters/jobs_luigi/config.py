@@ -1,0 +1,56 @@
+"""The ``[jobs]`` section of luigi.cfg, and how a namespace is resolved from it."""
+
+from __future__ import annotations
+
+import os
+
+import luigi
+
+from jobs_core import ConfigurationError
+from jobs_core.coordinator import ENV_PREFIX, ENV_URL
+
+
+class jobs(luigi.Config):  # lower case: Luigi reads a config class from the section named like it
+    """Where jobs_core keeps its locks, and how Luigi tasks take them.
+
+    .. code-block:: ini
+
+        [jobs]
+        redis_url = redis://redis.internal:6379/0
+        prefix = etl:
+        duration = 60
+        wait = 600
+
+    A task overrides any of them with the class attributes (or insignificant
+    parameters) ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration`` and
+    ``jobs_wait``; a :class:`~jobs_luigi.JobsTarget` with ``redis_url=`` or
+    ``prefix=`` overrides the first two.
+    """
+
+    redis_url = luigi.OptionalParameter(
+        default=None, description=f"Redis or Valkey URL of the jobs namespace; unset: ${ENV_URL}")
+    prefix = luigi.OptionalParameter(
+        default=None, description=f"key prefix of the namespace; unset: ${ENV_PREFIX}, else no prefix")
+    duration = luigi.FloatParameter(
+        default=60.0, description="lease of every lock, in seconds; a heartbeat renews it every third of that")
+    wait = luigi.FloatParameter(
+        default=600.0, description="seconds run() waits for busy resources before it fails (and Luigi may retry)")
+
+
+def resolve(redis_url: str | None, prefix: str | None) -> tuple[str, str]:
+    """``(url, prefix)`` of a namespace: the values given, else ``[jobs]``, else the environment.
+
+    Raises:
+        ConfigurationError: no URL anywhere.
+    """
+    section = jobs()
+    url = redis_url or section.redis_url or os.environ.get(ENV_URL)
+    if not url:
+        raise ConfigurationError(
+            f"no Redis URL for jobs_luigi: set redis_url in the [jobs] section of luigi.cfg, export {ENV_URL}, "
+            "or pass redis_url= to the JobsTarget (jobs_redis_url on the task)")
+    if prefix is None:
+        prefix = section.prefix
+    if prefix is None:
+        prefix = os.environ.get(ENV_PREFIX, "")
+    return url, prefix

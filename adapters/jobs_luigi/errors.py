@@ -1,0 +1,22 @@
+"""Errors a Luigi task raises from its run() when it cannot take its locks."""
+
+from __future__ import annotations
+
+from jobs_core import ResourceUnavailable
+
+
+class ResourcesBusy(ResourceUnavailable):
+    """A task's inputs or outputs stayed busy (or missing) for its whole wait.
+
+    The task fails, so Luigi's retry policy (``retry_count``, the scheduler's
+    ``retry_delay``) runs it again later; ``task_id`` names it, and ``reasons``
+    and ``blockers`` say what blocked it, as in :class:`jobs_core.ResourceUnavailable`.
+    """
+
+    def __init__(self, task_id: str, cause: ResourceUnavailable) -> None:
+        super().__init__(cause.reasons, cause.blockers, cause.waited)
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return (f"{self.task_id} did not run, its locks stayed unavailable (Luigi's retry policy decides when "
+                f"it runs again): {super().__str__()}")
