@@ -15,7 +15,7 @@ from typing import Any
 
 from .coordinator import CoordinatorBase
 from .errors import JobsError, LockLost, NotRunning
-from .facts import BlockReport, OutputInfo, RunningJob, Waiter
+from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .names import check_text
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, queue
@@ -72,6 +72,17 @@ class AsyncJob(JobBase):
             if self.heartbeat is not None:
                 self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
             return self
+
+    async def detach(self, lease: float | None = None) -> int:
+        """Stop looking after the locks here without releasing them; see :meth:`jobs_core.Job.detach`."""
+        self._check_owner()
+        async with self._lock:
+            self._check_owner()
+            token = await self.coordinator._run(self._detach_flow(lease))
+            task, self._beat_task = self._beat_task, None
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            return token
 
     async def stop(self, failed: bool = False) -> None:
         """Release the locks, writing outputs unless ``failed``; see :meth:`jobs_core.Job.stop`."""
@@ -195,6 +206,13 @@ class AsyncCoordinator(CoordinatorBase):
         """An :class:`AsyncJob`; the arguments are those of :meth:`jobs_core.Coordinator.job`."""
         options.setdefault("_depth", 3)
         return AsyncJob(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
+
+    async def wait_ready(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *, timeout: float,
+                         overwrite: bool = True) -> BlockReport:
+        return await self._run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+
+    async def holder(self, job_id: str) -> Holder | None:
+        return await self._run(self._holder_flow(job_id))
 
     async def written(self, names: Iterable[str]) -> dict[str, str]:
         return await self._run(self._written_flow(names))

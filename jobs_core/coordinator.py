@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import ConfigurationError, InvalidType, LockLost, NotRunning
+from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
@@ -43,7 +43,7 @@ from .protocol import (
 )
 from .scripts import Scripts
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
-from .waiting import Waker
+from .waiting import POLL_MIN, Waker, final, sleep_for
 
 log = logging.getLogger("jobs_core")
 ENV_URL = "JOBS_REDIS_URL"
@@ -162,6 +162,64 @@ class CoordinatorBase:
 
     # -- flows ---------------------------------------------------------------------------
 
+    def _until_flow(self, attempt: Callable[[float | None], Flow], names: frozenset[str], deadline: float) -> Flow:
+        """Retry ``attempt`` until it succeeds, a blocker is final, or ``deadline`` passes.
+
+        ``attempt(left)`` is a flow returning ``(done, result, server now,
+        blockers)``; ``left`` is None for the first try, then the seconds left
+        to wait. After a failed first try this subscribes to wake-ups for
+        ``names`` (so no release between a try and the sleep is missed) and
+        sleeps until one comes, a known holder's lease ends, or the fallback
+        poll. Returns ``(done, result, blockers of the last try)``.
+        """
+        clock = self.clock
+        done, result, now, blockers = yield from attempt(None)
+        if done or clock() >= deadline or final(blockers):
+            return done, result, blockers
+        yield SUBSCRIBE, names
+        backoff, publishes = POLL_MIN, {}
+        while True:
+            done, result, now, blockers = yield from attempt(max(deadline - clock(), 0.0))
+            left = deadline - clock()
+            if done or left <= 0 or final(blockers):
+                return done, result, blockers
+            unknown = {b.holder.job_id for b in blockers if b.holder} - publishes.keys()
+            if unknown:
+                publishes.update((yield from self._publishers_flow(unknown)))
+            woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left)
+            backoff = POLL_MIN if woke else min(backoff * 2, self.poll)
+
+    def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Plan:
+        """A plan for dry-run starts; job id "": no real job has it, so every lock counts as someone else's."""
+        return Plan(self.keys, "", check_names(inputs, "inputs"), check_names(outputs, "outputs"), lease=1.0,
+                    overwrite=overwrite, history=False, output_ttl=None, host=self.host, pid=os.getpid(),
+                    publish=self.publish)
+
+    def _report_flow(self, now: float, blockers: list[Blocker]) -> Flow:
+        """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
+        if not blockers:
+            return BlockReport(True, now)
+        facts = yield from self._holders_flow(b.holder for b in blockers if b.holder)
+        return BlockReport(False, now, tuple(
+            Blocker(b.reason, b.name, facts[b.holder.job_id]) if b.holder else b for b in blockers))
+
+    def _wait_ready_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool, timeout: float
+                         ) -> Flow:
+        plan = self._check_plan(inputs, outputs, overwrite)
+        timeout = check_seconds(timeout, "timeout")
+        began = self.clock()
+
+        def attempt(left: float | None) -> Flow:
+            ready, _, now, blockers = parse_start((yield CALL, "start", plan.start_keys, plan.start_args("check")),
+                                                  plan)
+            return ready, now, now, blockers
+
+        ready, now, blockers = yield from self._until_flow(attempt, plan.wake_names, began + timeout)
+        if ready:
+            return BlockReport(True, now)
+        report = yield from self._report_flow(now, blockers)
+        raise ResourceUnavailable(report.reasons, report.blockers, self.clock() - began)
+
     def _publishers_flow(self, job_ids: Iterable[str]) -> Flow:
         """Which of these lock holders are running jobs_core jobs (whose release publishes)."""
         ids = list(job_ids)
@@ -177,17 +235,17 @@ class CoordinatorBase:
         return {i: holder_facts(i, r, h.expires) for (i, h), r in zip(by_id.items(), records)}
 
     def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
-        # job id "": no real job has it, so every lock counts as someone else's
-        plan = Plan(self.keys, "", check_names(inputs, "inputs"), check_names(outputs, "outputs"),
-                    lease=1.0, overwrite=overwrite, history=False, output_ttl=None, host=self.host,
-                    pid=os.getpid(), publish=self.publish)
+        plan = self._check_plan(inputs, outputs, overwrite)
         reply = yield CALL, "start", plan.start_keys, plan.start_args("check")
-        started, _, now, blockers = parse_start(reply, plan)
-        if started:
-            return BlockReport(True, now)
-        facts = yield from self._holders_flow(b.holder for b in blockers if b.holder)
-        return BlockReport(False, now, tuple(
-            Blocker(b.reason, b.name, facts[b.holder.job_id]) if b.holder else b for b in blockers))
+        _, _, now, blockers = parse_start(reply, plan)
+        return (yield from self._report_flow(now, blockers))
+
+    def _holder_flow(self, job_id: str) -> Flow:
+        job_id = check_text(job_id, "job id")
+        record, expires = yield BATCH, [cmd("hgetall", self.keys.holder(job_id)),
+                                        cmd("zscore", self.keys.running, job_id)], False
+        holder = holder_facts(job_id, record, None if expires is None else float(expires))
+        return holder if holder.token is not None else None
 
     def _output_info_flow(self, name: str) -> Flow:
         name = check_name(name)
@@ -388,6 +446,22 @@ class Coordinator(CoordinatorBase):
                 job.stop(failed=failed)
             except Exception:
                 log.exception("could not stop job %s", job.id)
+
+    def wait_ready(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *, timeout: float,
+                   overwrite: bool = True) -> BlockReport:
+        """Wait until a job with these inputs and outputs could start, taking no lock.
+
+        Woken by releases like a waiting job; returns the (ready) report.
+
+        Raises:
+            ResourceUnavailable: still blocked after ``timeout`` seconds (or an
+                existing output with ``overwrite=False``).
+        """
+        return self._run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+
+    def holder(self, job_id: str) -> Holder | None:
+        """The running jobs_core start of ``job_id`` (token, host, pid, lease expiry), or None."""
+        return self._run(self._holder_flow(job_id))
 
     def written(self, names: Iterable[str]) -> dict[str, str]:
         """``{name: writer job id}`` for those of ``names`` written (and not expired), in one round trip."""

@@ -21,8 +21,7 @@ from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunnin
 from .facts import Blocker, group_reasons
 from .names import check_names, check_text, fold
 from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
-from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd
-from .waiting import POLL_MIN, sleep_for
+from .steps import BATCH, CALL, Flow, cmd
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator, CoordinatorBase
@@ -162,40 +161,28 @@ class JobBase:
         """
         plan = self._plan_now()
         clock = self.coordinator.clock
-        began = sent = clock()
+        began = clock()
+        sent = [began]
         self.blockers, self.waited = (), 0.0
-        reply = yield CALL, "start", plan.start_keys, plan.start_args("start", 0, nonce)
-        started, token, now, blockers = parse_start(reply, plan)
+
+        def attempt(left: float | None) -> Flow:
+            sent[0] = clock()
+            args = plan.start_args("wait" if left else "start", left or 0, nonce)
+            started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan)
+            if not started and not self.blockers:
+                self.blockers = tuple(blockers)
+            return started, token, now, blockers
+
+        started, token, blockers = yield from self.coordinator._until_flow(attempt, plan.wake_names, began + self.wait)
         if not started:
-            self.blockers = tuple(blockers)
-            if self.wait <= 0 or _final(blockers):
-                raise self._unavailable(blockers, began)
-            yield SUBSCRIBE, plan.wake_names
-            deadline = began + self.wait
-            backoff = POLL_MIN
-            publishes: dict[str, bool] = {}
-            while not started:
-                sent = clock()
-                left = deadline - sent
-                args = plan.start_args("wait" if left > 0 else "start", left, nonce)
-                started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan)
-                if started:
-                    break
-                left = deadline - clock()
-                if left <= 0 or _final(blockers):
-                    raise self._unavailable(blockers, began)
-                unknown = {b.holder.job_id for b in blockers if b.holder} - publishes.keys()
-                if unknown:
-                    publishes.update((yield from self.coordinator._publishers_flow(unknown)))
-                woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left)
-                backoff = POLL_MIN if woke else min(backoff * 2, self.coordinator.poll)
+            raise self._unavailable(blockers, began)
         self.waited = clock() - began
         self.token = token
         self._active = True
         self._stop_failed = False
         self.lost = None
-        self._deadline = sent + self.duration
-        self._started_at = sent
+        self._deadline = sent[0] + self.duration
+        self._started_at = sent[0]
         self._renewing = True
         log.info("job %s started with token %d", self.id, token)
         return token
@@ -243,6 +230,22 @@ class JobBase:
         self._deadline += self.duration
         self._renewing = True
         log.info("job %s resumed with token %d", self.id, token)
+
+    def _detach_flow(self, lease: float | None) -> Flow:
+        """Leave the locks held for another process to :meth:`resume`; see :meth:`Job.detach`."""
+        if lease is not None:
+            lease = check_seconds(lease, "lease", minimum=0.001)
+            plan = self._plan
+            reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(self.token, True, True, lease)
+            _, lost = parse_refresh(reply, plan)
+            if lost:
+                self._note_lost(lost)
+                raise LockLost(self.id, lost, f"job {self.id!r} cannot be handed over: it lost {lost!r} "
+                                              f"(nothing was renewed)")
+        self._active = False
+        log.info("job %s (token %s) detached: its locks stay held%s", self.id, self.token,
+                 f" for {lease}s" if lease is not None else "")
+        return self.token
 
     def _stop_flow(self, commit: bool) -> Flow:
         plan = self._plan
@@ -309,11 +312,6 @@ class JobBase:
                 job.id, job._plan = new_job_id(job._base), None
             job._plan_now()  # built once; every call's clone reuses it
         return job, "job" in inspect.signature(fn).parameters
-
-
-def _final(blockers: list[Blocker]) -> bool:
-    """Whether waiting cannot help: an existing output with ``overwrite=False``."""
-    return any(b.reason == "output_exists" for b in blockers)
 
 
 class Job(JobBase):
@@ -383,6 +381,27 @@ class Job(JobBase):
                 c.heartbeat.add(self, self.heartbeat)
             c._track(self)
             return self
+
+    def detach(self, lease: float | None = None) -> int:
+        """Stop looking after the locks here without releasing them; return the token.
+
+        For a hand-over to another process (a deferred Airflow task, a shell
+        script) that takes over with :meth:`resume`: the heartbeat stops, and the
+        locks stay held until their lease ends. With ``lease``, every lease is
+        first set to that many seconds from now.
+
+        Raises:
+            LockLost: with ``lease``, some lock was already lost (nothing renewed).
+            NotRunning: the job is not running in this process.
+        """
+        self._check_owner()
+        with self._lock:
+            self._check_owner()
+            c = self.coordinator
+            token = c._run(self._detach_flow(lease))
+            c.heartbeat.remove(self)
+            c._untrack(self)
+            return token
 
     def stop(self, failed: bool = False) -> None:
         """Release the locks; unless ``failed``, write the outputs first.

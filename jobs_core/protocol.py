@@ -152,9 +152,12 @@ class Plan:
         i = int(index)
         return self.names[i - 1] if i else self.job_id
 
-    def refresh_args(self, token: int, renew: bool = True, strict: bool = False) -> list[Any]:
-        """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held."""
-        return [self.job_id, self.lease_ms if renew else 0, self.nin, token, int(strict)]
+    def refresh_args(self, token: int, renew: bool = True, strict: bool = False, lease: float | None = None
+                     ) -> list[Any]:
+        """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held; ``lease``
+        replaces the plan's lease for this renewal."""
+        lease_ms = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
+        return [self.job_id, lease_ms, self.nin, token, int(strict)]
 
     def stop_args(self, token: int | None, commit: bool) -> list[Any]:
         """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id."""

@@ -42,6 +42,11 @@ def relevant(message: Mapping[str, Any] | None, names: frozenset[str]) -> bool:
     return not names.isdisjoint(text(message["data"]).split("\n"))
 
 
+def final(blockers: Iterable[Blocker]) -> bool:
+    """Whether waiting cannot help: an existing output with ``overwrite=False``."""
+    return any(b.reason == "output_exists" for b in blockers)
+
+
 def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: float, backoff: float) -> float:
     """How long to sleep before the next try, unless a wake-up comes first.
 

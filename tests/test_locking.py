@@ -454,3 +454,38 @@ def test_a_wait_ended_by_an_existing_output_leaves_no_waiting_record(real_backen
         c.job([], ["x"], duration=5, wait=60, overwrite=False).start()
     assert e.value.args[0] == {"output_exists": ["x"]}
     assert c.waiting_jobs() == []
+
+
+def test_detach_hands_the_locks_over(make_coordinator, client, prefix):
+    a, b = make_coordinator(), make_coordinator()
+    job = a.job([], ["x"], duration=1, job_id="deferred.task").start()
+    token = job.detach(lease=60)
+    assert not job.is_running and token == job.token
+    assert client.pttl(prefix + "olock:x") > 55_000  # the new lease, not renewed by a's heartbeat
+    assert b.holder("deferred.task").token == token
+    later = b.job([], ["x"], duration=5, job_id="deferred.task").resume(token)
+    later.stop()
+    assert text(client.get(prefix + "x")) == "deferred.task"
+    assert b.holder("deferred.task") is None
+
+
+def test_detach_after_a_loss_raises(coordinator):
+    job = coordinator.job([], ["x"], duration=5, heartbeat=False).start()
+    coordinator.unlock(outputs=["x"])
+    with pytest.raises(LockLost):
+        job.detach(lease=60)
+
+
+def test_wait_ready_takes_no_lock(real_backend, prefix):
+    import threading
+
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    writer = c.job([], ["in"], duration=30).start()
+    threading.Timer(0.2, writer.stop).start()
+    t0 = time.monotonic()
+    report = c.wait_ready(["in"], timeout=10)
+    assert report.can_start and 0.15 < time.monotonic() - t0 < 1.0
+    assert c.output_info("in").readers == ()
+    with pytest.raises(ResourceUnavailable) as e:
+        c.wait_ready(["missing"], timeout=0.2)
+    assert e.value.args[0] == {"input_missing": ["missing"]} and e.value.waited >= 0.2

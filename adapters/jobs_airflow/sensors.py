@@ -1,0 +1,84 @@
+"""JobsInputSensor: wait until jobs_core inputs exist and nobody is writing them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from .hooks import JobsHook
+from .triggers import JobsInputTrigger
+from .version_compat import AirflowException, AirflowSensorTimeout, BaseSensorOperator
+
+
+class JobsInputSensor(BaseSensorOperator):
+    """Succeeds once every input exists and is not being written.
+
+    In ``poke`` and ``reschedule`` modes each poke is one ``why_blocked``
+    check; with ``deferrable=True`` the wait moves to the triggerer
+    (:class:`jobs_airflow.triggers.JobsInputTrigger`), woken by jobs_core's
+    push notifications, and the worker slot is freed. The sensor's
+    ``timeout`` is also the trigger's deadline.
+
+    Args:
+        inputs: jobs_core names (templated: ``"reporting.events.{{ ds }}"``).
+        redis_conn_id, redis_url, prefix: where the jobs_core Redis is (see
+            :class:`jobs_airflow.hooks.JobsHook`).
+        deferrable: wait in the triggerer instead of a worker.
+        poll_interval: deferrable mode: longest time between two looks when
+            no wake-up comes (writers that do not publish, expired locks).
+        **kwargs: :class:`BaseSensorOperator` arguments (``poke_interval``,
+            ``timeout``, ``mode``, ``soft_fail``...).
+    """
+
+    template_fields: Sequence[str] = ("inputs",)
+    ui_color = "#dcecf5"
+
+    def __init__(self, *, inputs: Sequence[str], redis_conn_id: str | None = None, redis_url: str | None = None,
+                 prefix: str | None = None, deferrable: bool = False, poll_interval: float = 30.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(inputs, str):
+            raise TypeError("inputs must be a list of names, not one str")
+        self.inputs = list(inputs)
+        self.redis_conn_id = redis_conn_id
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+
+    @property
+    def hook(self) -> JobsHook:
+        return JobsHook(redis_conn_id=self.redis_conn_id, redis_url=self.redis_url, prefix=self.prefix)
+
+    def poke(self, context: Any) -> bool:
+        coordinator = self.hook.get_conn()
+        try:
+            report = coordinator.why_blocked(self.inputs)
+        finally:
+            coordinator.close()
+        if not report.can_start:
+            self.log.info("jobs_core inputs not ready: %s", "; ".join(b.describe() for b in report.blockers))
+        return report.can_start
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        hook = self.hook
+        trigger = JobsInputTrigger(inputs=self.inputs, **hook.settings(), poll_interval=self.poll_interval,
+                                   deadline=time.time() + self.timeout)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
+        """Resumed from the trigger: done, or the deadline passed."""
+        status = event.get("status")
+        if status == "ready":
+            self.log.info("jobs_core inputs ready: %s", event.get("inputs"))
+            return
+        if status == "timeout":
+            raise AirflowSensorTimeout(f"jobs_core inputs {event.get('inputs')} not ready within {self.timeout}s: "
+                                       + "; ".join(event.get("blockers", [])))
+        raise AirflowException(f"unexpected event from JobsInputTrigger: {event!r}")

@@ -1,0 +1,168 @@
+"""Airflow 3's real components — api-server, scheduler, triggerer, dag-processor — with jobs_airflow.
+
+Shows a deferrable JobsInputSensor waiting in the triggerer (woken by a plain jobs_core
+job), a wrapped deferrable operator resuming with its next_kwargs, and a DAG run scheduled
+by an AssetWatcher on a jobs_core output written outside Airflow. Takes a minute or two:
+marked ``airflow_services`` so a quick local run can deselect it (``-m "not airflow_services"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "airflow_dags"))
+import jobs_test_env  # noqa: E402  (configures Airflow before it is imported)
+
+pytest.importorskip("airflow")
+
+from jobs_airflow.version_compat import AIRFLOW_V_3_0_PLUS  # noqa: E402
+
+import jobs_core  # noqa: E402
+
+from .servers import free_port  # noqa: E402
+
+pytestmark = [
+    pytest.mark.airflow_services,
+    pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="asset watchers and the dag-processor exist from Airflow 3"),
+]
+
+COMPONENTS = (["api-server", "--workers", "1"], ["scheduler"], ["triggerer"], ["dag-processor"])
+
+
+class Airflow:
+    """Airflow's services on a home of their own, driven through the CLI and read through SQLite."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.env, self.procs = home, env, []
+        self.db = home / "airflow.db"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, check=True, text=True,
+                              capture_output=True, timeout=300).stdout
+
+    def start(self) -> None:
+        for args in COMPONENTS:
+            log = open(self.home / f"{args[0]}.log", "w")
+            self.procs.append((args[0], subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
+                                                         stdout=log, stderr=subprocess.STDOUT)))
+            log.close()
+
+    def stop(self) -> None:
+        for _, proc in self.procs:
+            proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def query(self, sql: str, *args: object) -> list[tuple]:
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def wait_for(self, what: str, check, timeout: float = 180.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs:
+                assert proc.poll() is None, f"airflow {name} exited:\n{self.logs()}"
+            try:
+                found = check()
+            except sqlite3.OperationalError:  # a table not made yet, or the database busy
+                found = None
+            if found:
+                return found
+            time.sleep(1.0)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} (last lines)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+                         for p in sorted(self.home.glob("*.log")))
+
+
+@pytest.fixture
+def airflow(tmp_path, redis_server, prefix):
+    home = tmp_path / "home"
+    out = tmp_path / "out"
+    home.mkdir()
+    out.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(jobs_test_env.DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "PYTHONPATH": str(jobs_test_env.DAGS),
+        "JOBS_REDIS_URL": redis_server.url,
+        "JOBS_PREFIX": prefix,
+        "JOBS_TEST_OUT": str(out),
+    })
+    af = Airflow(home, env)
+    af.cli("db", "migrate")
+    af.start()
+    af.out = out
+    af.coordinator = jobs_core.Coordinator.from_url(redis_server.url, prefix)
+    yield af
+    af.stop()
+    af.coordinator.close()
+
+
+@pytest.mark.timeout(900)
+def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
+    c = airflow.coordinator
+    airflow.wait_for("the DAGs to be parsed", lambda: len(airflow.query(
+        "select dag_id from serialized_dag where dag_id in ('jobs_services_sensor', 'jobs_services_watched')")) == 2,
+        timeout=240)
+
+    # 1. the deferrable sensor waits in the triggerer, not in a worker
+    airflow.cli("dags", "trigger", "jobs_services_sensor")
+    trigger = airflow.wait_for("the sensor deferred to a running triggerer", lambda: airflow.query(
+        "select t.classpath, t.kwargs from task_instance ti join trigger t on ti.trigger_id = t.id "
+        "where ti.dag_id = 'jobs_services_sensor' and ti.task_id = 'wait' and ti.state = 'deferred' "
+        "and t.triggerer_id is not null"))
+    assert trigger[0][0] == "jobs_airflow.triggers.JobsInputTrigger"
+    time.sleep(2)  # a moment for the trigger to subscribe; a write before that is seen by its first look anyway
+    with c.job([], ["svc.input"], job_id="cron-extract"):
+        pass
+    airflow.wait_for("the sensor and the wrapped deferrable operator to succeed", lambda: sorted(airflow.query(
+        "select task_id, state from task_instance where dag_id = 'jobs_services_sensor'")) == [
+        ("deferred", "success"), ("wait", "success")])
+    seen = json.loads((airflow.out / "deferred.json").read_text())
+    assert seen["mine"] == "kept"  # the operator's own next_kwargs came back beside the lock state
+    assert seen["holder"] == seen["after"]["holder"] and seen["holder"].startswith("airflow/jobs_services_sensor/")
+    assert c.output_info("svc.deferred").writer == seen["holder"]
+
+    # 2. an AssetWatcher on a jobs_core output schedules a run when something outside Airflow writes it
+    airflow.wait_for("the asset watcher's trigger to run in the triggerer", lambda: airflow.query(
+        "select 1 from trigger where classpath = 'jobs_airflow.triggers.JobsOutputTrigger' "
+        "and triggerer_id is not null"))
+    time.sleep(3)  # its first look records the output's current state; the write must come after it
+    with c.job([], ["svc.landing"], job_id="luigi-landing"):
+        pass
+    airflow.wait_for("a run of the watched DAG to succeed", lambda: airflow.query(
+        "select 1 from task_instance where dag_id = 'jobs_services_watched' and task_id = 'landed' "
+        "and state = 'success'"))
+    runs = airflow.query("select run_type from dag_run where dag_id = 'jobs_services_watched'")
+    assert runs == [("asset_triggered",)]
+    landed = json.loads((airflow.out / "landed.json").read_text())
+    assert [e["payload"]["writer"] for e in landed["extras"]] == ["luigi-landing"]  # the trigger event, as extra
