@@ -1,0 +1,72 @@
+"""The benchmark harness's quick mode runs and reports every metric, so the harness cannot rot.
+
+It runs ``python -m benchmarks --quick`` in a subprocess (its own redis-server
+on a free port) and checks the output, not the figures: a quick run on a
+shared machine measures nothing worth asserting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jobs", reason="jobspy 0.31 (the comparison) is in the dev extra")
+
+from benchmarks import METRICS  # noqa: E402
+from benchmarks.report import BEGIN, END  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    return []
+
+
+@pytest.mark.slow
+def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
+    report = tmp_path / "RESULTS.md"
+    report.write_text(f"# Results\n\nhand-written notes\n\n{BEGIN}\nold\n{END}\n\nmore notes\n")
+    plots = ["--plots", str(tmp_path / "plots")] if importlib.util.find_spec("matplotlib") else ["--no-plots"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--server", "redis", "--report", str(report), *plots],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    metrics = [json.loads(line) for line in lines]
+    assert [m["metric"] for m in metrics] == list(METRICS)
+    by_name = {m["metric"]: m for m in metrics}
+    for m in metrics:
+        assert m["server"].startswith("redis "), m
+        assert "goal" in m and "met" in m, m
+        assert all(math.isfinite(n) for n in _numbers(m)), m
+    for name in ("floor_ratio_1x1", "floor_ratio_10x10"):
+        assert 0 < by_name[name]["jobs_core"] and 0 < by_name[name]["jobspy"], by_name[name]
+    assert len(by_name["handoff_latency"]["jobs_core"]) == 2 and len(by_name["handoff_latency"]["jobspy"]) == 2
+    assert by_name["contention"]["jobs_core"]["exact"] and by_name["contention"]["jobspy"]["exact"]
+    for name in ("scaling_keys", "scaling_running", "scaling_waiters", "scaling_history"):
+        for point in by_name[name]["points"]:
+            assert point["jobs_core"] > 0 and point["jobspy"] > 0, (name, point)
+
+    assert "| metric | jobs_core | jobspy | goal | met |" in proc.stdout
+    text = report.read_text()
+    assert text.startswith("# Results\n\nhand-written notes\n") and text.endswith("more notes\n")
+    assert "old" not in text and "load before" in text and "python -m benchmarks --quick" in text
+    if "--plots" in plots:
+        for name in ("scaling_keys", "scaling_running", "scaling_waiters", "scaling_history", "memory"):
+            assert (tmp_path / "plots" / f"{name}_redis.png").stat().st_size > 0
