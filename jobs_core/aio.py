@@ -17,9 +17,9 @@ from .coordinator import CoordinatorBase
 from .errors import JobsError, LockLost, NotRunning
 from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
+from .listener import AsyncListener, AsyncWakeup
 from .names import check_text
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, queue
-from .waiting import AsyncWaker
 
 log = logging.getLogger("jobs_core")
 
@@ -173,6 +173,7 @@ class AsyncCoordinator(CoordinatorBase):
     """Jobs on a ``redis.asyncio`` client; the same operations as :class:`jobs_core.Coordinator`, awaited."""
 
     _async = True
+    _listener: AsyncListener | None = None
 
     async def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the asyncio driver of :mod:`jobs_core.steps`."""
@@ -187,8 +188,7 @@ class AsyncCoordinator(CoordinatorBase):
                     async with self.client.pipeline(transaction=step[2]) as pipe:
                         result = await queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = AsyncWaker(self.client, self.keys.channel, step[1], self.sharded, self.poll)
-                    await waker.__aenter__()
+                    waker = await self.wakeups(step[1])
                     result = None
                 else:
                     assert kind == SLEEP
@@ -198,7 +198,7 @@ class AsyncCoordinator(CoordinatorBase):
             return done.value
         finally:
             if waker is not None:
-                await waker.__aexit__(None, None, None)
+                waker.close()
 
     def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
             wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True,
@@ -248,7 +248,15 @@ class AsyncCoordinator(CoordinatorBase):
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         return await self._run(self._edges_flow(before, after))
 
+    async def wakeups(self, names: Iterable[str]) -> AsyncWakeup:
+        """Register for wake-ups on releases of ``names``; see :meth:`jobs_core.Coordinator.wakeups`."""
+        if self._listener is None:
+            self._listener = AsyncListener(self.client, self.keys.channel, self.sharded, self.poll)
+        return await self._listener.wakeups(names)
+
     async def aclose(self) -> None:
-        """Close the client's connections."""
+        """Stop the wake-up listener and close the client's connections."""
+        if self._listener is not None:
+            await self._listener.aclose()
         close = getattr(self.client, "aclose", None) or self.client.close
         await close()

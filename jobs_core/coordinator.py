@@ -25,6 +25,7 @@ from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
 from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
+from .listener import Listener, Wakeup
 from .names import check_name, check_names, check_text
 from .protocol import (
     LOST,
@@ -43,7 +44,7 @@ from .protocol import (
 )
 from .scripts import Scripts
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
-from .waiting import POLL_MIN, Waker, final, sleep_for
+from .waiting import POLL_MIN, final, sleep_for
 
 log = logging.getLogger("jobs_core")
 ENV_URL = "JOBS_REDIS_URL"
@@ -367,11 +368,24 @@ class Coordinator(CoordinatorBase):
     def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(client, prefix, **kwargs)
         self._heartbeat: Heartbeat | None = None
+        self._listener: Listener | None = None
         self._running: weakref.WeakSet[Job] = weakref.WeakSet()
 
     def close(self) -> None:
-        """Close the client's connections."""
+        """Stop the wake-up listener and close the client's connections."""
+        if self._listener is not None:
+            self._listener.close()
         self.client.close()
+
+    def wakeups(self, names: Iterable[str]) -> Wakeup:
+        """Register for wake-ups on releases of ``names`` (a context manager: ``wait(timeout)``).
+
+        Every wait of this coordinator shares one subscription; this returns
+        once the server confirmed it, so no release after the call is missed.
+        """
+        if self._listener is None:
+            self._listener = Listener(self.client, self.keys.channel, self.sharded, self.poll)
+        return self._listener.wakeups(names)
 
     def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the sync driver of :mod:`jobs_core.steps`."""
@@ -386,7 +400,7 @@ class Coordinator(CoordinatorBase):
                     with self.client.pipeline(transaction=step[2]) as pipe:
                         result = queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = Waker(self.client, self.keys.channel, step[1], self.sharded, self.poll).__enter__()
+                    waker = self.wakeups(step[1])
                     result = None
                 else:
                     assert kind == SLEEP
@@ -396,7 +410,7 @@ class Coordinator(CoordinatorBase):
             return done.value
         finally:
             if waker is not None:
-                waker.__exit__(None, None, None)
+                waker.close()
 
     def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
             wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True, **options: Any) -> Job:

@@ -45,22 +45,28 @@ class Heartbeat:
         if self._pid != os.getpid():
             self._reset()
         with self._cond:
-            self._push(job, delay)
+            seq = self._push(job, delay)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="jobs_core-heartbeat", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif self._heap[0][1] == seq:
+                self._cond.notify()  # due before whatever the thread sleeps for
 
     def remove(self, job: Beating) -> None:
         if self._pid != os.getpid():
             return
         with self._cond:
             self._gens.pop(id(job), None)
+            if len(self._heap) > 64 and len(self._heap) > 4 * len(self._gens):
+                # mostly stopped jobs: drop them now rather than when they come due
+                self._heap = [e for e in self._heap if self._gens.get(id(e[2])) == e[1]]
+                heapq.heapify(self._heap)
 
-    def _push(self, job: Beating, delay: float) -> None:
+    def _push(self, job: Beating, delay: float) -> int:
         seq = next(self._seq)
         self._gens[id(job)] = seq
         heapq.heappush(self._heap, (self._clock() + delay, seq, job))
+        return seq
 
     def _run(self) -> None:
         while True:

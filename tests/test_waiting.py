@@ -130,3 +130,65 @@ def _wait_in_child(url, prefix, q):
     q.put("waiting")
     with c.job([], ["x"], duration=5, wait=20) as job:
         q.put((job.token, job.waited))
+
+
+def test_many_waiting_jobs_share_one_subscription(redis7, prefix):
+    """80 jobs waiting at once in one process hold one subscription between them, and all get their turn."""
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    done = []
+
+    def wait_turn(i):
+        with c.job([], ["x"], duration=30, wait=60):
+            done.append(i)
+
+    threads = [threading.Thread(target=wait_turn, args=(i,)) for i in range(80)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(c.waiting_jobs()) < 80 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subscribers = client.pubsub_numsub(prefix + "jobs:wake")[0][1]
+    holder.stop()
+    for t in threads:
+        t.join(60)
+    assert sorted(done) == list(range(80))
+    assert subscribers == 1
+
+
+def test_wake_ups_survive_a_killed_subscription(redis7, prefix):
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    result = []
+    t = threading.Thread(target=lambda: result.append(c.job([], ["x"], duration=5, wait=20).start()))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not c.waiting_jobs() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.client_kill_filter(_type="pubsub")  # the listener reconnects and wakes its waiters
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    holder.stop()
+    t.join(10)
+    assert result and result[0].is_running and time.monotonic() - t0 < 2
+    result[0].stop()
+
+
+def test_listener_stops_when_idle(redis7, prefix, monkeypatch):
+    from jobs_core import listener
+
+    monkeypatch.setattr(listener, "IDLE_EXIT", 0.1)
+    monkeypatch.setattr(listener, "READ_TIMEOUT", 0.05)
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix)
+    holder = c.job([], ["x"], duration=30).start()
+    threading.Timer(0.1, holder.stop).start()
+    c.job([], ["x"], duration=5, wait=5).start().stop()
+    deadline = time.monotonic() + 3
+    while client.pubsub_numsub(prefix + "jobs:wake")[0][1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.pubsub_numsub(prefix + "jobs:wake")[0][1] == 0
+    assert not any(t.name == "jobs_core-listener" and t.is_alive() for t in threading.enumerate()
+                   if getattr(t, "_target", None) is getattr(c._listener, "_run", None))

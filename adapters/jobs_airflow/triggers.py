@@ -17,7 +17,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import jobs_core
-from jobs_core.waiting import AsyncWaker
 
 from .hooks import JobsHook
 from .version_compat import BaseEventTrigger, BaseTrigger, TriggerEvent
@@ -40,14 +39,13 @@ class _Watch:
     async def looks(self, coordinator: jobs_core.AsyncCoordinator, deadline: float | None) -> AsyncIterator[bool]:
         """Yield whenever it is time to look again; the value says whether a wake-up came.
 
-        The subscription is made before the first look, so a release between a
-        look and the next sleep still wakes the sleep. Ends at ``deadline``
-        (epoch seconds).
+        The registration for wake-ups is confirmed before the first look, so a
+        release between a look and the next sleep still wakes the sleep. Ends
+        at ``deadline`` (epoch seconds).
         """
         backoff = FIRST_POLL
-        waker = AsyncWaker(coordinator.client, coordinator.keys.channel, frozenset(self.names), coordinator.sharded,
-                           self.poll_interval)
-        async with waker:
+        wakeup = await coordinator.wakeups(self.names)
+        try:
             woke = False
             while True:
                 yield woke
@@ -57,8 +55,10 @@ class _Watch:
                     if left <= 0:
                         return
                     sleep = min(sleep, left)
-                woke = await waker.wait(sleep)
+                woke = await wakeup.wait(sleep)
                 backoff = FIRST_POLL if woke else backoff * 2
+        finally:
+            wakeup.close()
 
 
 class JobsInputTrigger(BaseTrigger):
