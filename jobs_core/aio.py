@@ -188,10 +188,17 @@ class AsyncCoordinator(CoordinatorBase):
                     async with self.client.pipeline(transaction=step[2]) as pipe:
                         result = await queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = await self.wakeups(step[1])
-                    result = None
+                    if step[3]:
+                        waker = self._listener.listening(step[1], step[2]) if self._listener else None
+                        result = waker is not None
+                    else:
+                        waker = await self.wakeups(step[1], step[2])
+                        result = None
+                    if waker is not None:
+                        waker.queued = step[4]  # until a try says which outputs it queues for
                 else:
                     assert kind == SLEEP
+                    waker.queued = step[2]
                     result = await waker.wait(step[1])
                 step = flow.send(result)
         except StopIteration as done:
@@ -248,11 +255,11 @@ class AsyncCoordinator(CoordinatorBase):
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         return await self._run(self._edges_flow(before, after))
 
-    async def wakeups(self, names: Iterable[str]) -> AsyncWakeup:
+    async def wakeups(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup:
         """Register for wake-ups on releases of ``names``; see :meth:`jobs_core.Coordinator.wakeups`."""
         if self._listener is None:
             self._listener = AsyncListener(self.client, self.keys.channel, self.sharded, self.poll)
-        return await self._listener.wakeups(names)
+        return await self._listener.wakeups(names, job_id)
 
     async def aclose(self) -> None:
         """Stop the wake-up listener and close the client's connections."""

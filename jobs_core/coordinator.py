@@ -44,7 +44,7 @@ from .protocol import (
 )
 from .scripts import Scripts
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
-from .waiting import POLL_MIN, final, sleep_for
+from .waiting import POLL_MIN, final, queued, sleep_for
 
 log = logging.getLogger("jobs_core")
 ENV_URL = "JOBS_REDIS_URL"
@@ -163,7 +163,8 @@ class CoordinatorBase:
 
     # -- flows ---------------------------------------------------------------------------
 
-    def _until_flow(self, attempt: Callable[[float | None], Flow], names: frozenset[str], deadline: float) -> Flow:
+    def _until_flow(self, attempt: Callable[[float | None], Flow], names: frozenset[str], deadline: float,
+                    job_id: str | None = None, outputs: frozenset[str] = frozenset()) -> Flow:
         """Retry ``attempt`` until it succeeds, a blocker is final, or ``deadline`` passes.
 
         ``attempt(left)`` is a flow returning ``(done, result, server now,
@@ -171,23 +172,29 @@ class CoordinatorBase:
         to wait. After a failed first try this subscribes to wake-ups for
         ``names`` (so no release between a try and the sleep is missed) and
         sleeps until one comes, a known holder's lease ends, or the fallback
-        poll. Returns ``(done, result, blockers of the last try)``.
+        poll. A job (``job_id``) queued as a writer for one of its ``outputs``
+        is woken by its release only when first in line. Returns ``(done, result, blockers
+        of the last try)``.
         """
         clock = self.clock
-        done, result, now, blockers = yield from attempt(None)
+        # already listening (other waits of this process): register first, then every try can wait
+        listening = clock() < deadline and (yield SUBSCRIBE, names, job_id, True, outputs)
+        done, result, now, blockers = yield from attempt(max(deadline - clock(), 0.001) if listening else None)
         if done or clock() >= deadline or final(blockers):
             return done, result, blockers
-        yield SUBSCRIBE, names
+        if not listening:
+            yield SUBSCRIBE, names, job_id, False, outputs
         backoff, publishes = POLL_MIN, {}
         while True:
             done, result, now, blockers = yield from attempt(max(deadline - clock(), 0.0))
             left = deadline - clock()
             if done or left <= 0 or final(blockers):
                 return done, result, blockers
-            unknown = {b.holder.job_id for b in blockers if b.holder} - publishes.keys()
+            unknown = {b.holder.job_id for b in blockers if b.holder and b.reason != "output_queued"}
+            unknown -= publishes.keys()
             if unknown:
                 publishes.update((yield from self._publishers_flow(unknown)))
-            woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left)
+            woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left), queued(blockers)
             backoff = POLL_MIN if woke else min(backoff * 2, self.poll)
 
     def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Plan:
@@ -329,14 +336,14 @@ class CoordinatorBase:
             return []
         (records,) = yield BATCH, [cmd("mget", [self.keys.waiter(i) for i, _ in live])], False
         out = []
-        for (job_id, deadline), raw in zip(live, records):
+        for (job_id, alive), raw in zip(live, records):
             if raw is None:
                 continue
             rec = json.loads(text(raw))
             io = rec.get("io", [])
             sep = io.index("") if "" in io else len(io)
-            out.append(Waiter(job_id, tuple(io[:sep]), tuple(io[sep + 1:]), deadline, rec.get("host"),
-                              rec.get("pid"), rec.get("since")))
+            out.append(Waiter(job_id, tuple(io[:sep]), tuple(io[sep + 1:]), rec.get("deadline", alive),
+                              rec.get("host"), rec.get("pid"), rec.get("since")))
         return out
 
     def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str]) -> Flow:
@@ -377,15 +384,16 @@ class Coordinator(CoordinatorBase):
             self._listener.close()
         self.client.close()
 
-    def wakeups(self, names: Iterable[str]) -> Wakeup:
+    def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
         """Register for wake-ups on releases of ``names`` (a context manager: ``wait(timeout)``).
 
         Every wait of this coordinator shares one subscription; this returns
         once the server confirmed it, so no release after the call is missed.
+        ``job_id`` is the waiting job's, for the outputs it is queued for.
         """
         if self._listener is None:
             self._listener = Listener(self.client, self.keys.channel, self.sharded, self.poll)
-        return self._listener.wakeups(names)
+        return self._listener.wakeups(names, job_id)
 
     def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the sync driver of :mod:`jobs_core.steps`."""
@@ -400,10 +408,17 @@ class Coordinator(CoordinatorBase):
                     with self.client.pipeline(transaction=step[2]) as pipe:
                         result = queue(pipe, step[1]).execute()
                 elif kind == SUBSCRIBE:
-                    waker = self.wakeups(step[1])
-                    result = None
+                    if step[3]:
+                        waker = self._listener.listening(step[1], step[2]) if self._listener else None
+                        result = waker is not None
+                    else:
+                        waker = self.wakeups(step[1], step[2])
+                        result = None
+                    if waker is not None:
+                        waker.queued = step[4]  # until a try says which outputs it queues for
                 else:
                     assert kind == SLEEP
+                    waker.queued = step[2]
                     result = waker.wait(step[1])
                 step = flow.send(result)
         except StopIteration as done:

@@ -165,15 +165,19 @@ class JobBase:
         sent = [began]
         self.blockers, self.waited = (), 0.0
 
+        ticket = [0.0]  # the server time of the first failed try: this job's place in output queues
+
         def attempt(left: float | None) -> Flow:
             sent[0] = clock()
-            args = plan.start_args("wait" if left else "start", left or 0, nonce)
+            args = plan.start_args("wait" if left else "start", left or 0, nonce, ticket[0])
             started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan)
             if not started and not self.blockers:
                 self.blockers = tuple(blockers)
+                ticket[0] = now
             return started, token, now, blockers
 
-        started, token, blockers = yield from self.coordinator._until_flow(attempt, plan.wake_names, began + self.wait)
+        started, token, blockers = yield from self.coordinator._until_flow(
+            attempt, plan.wake_names, began + self.wait, self.id, frozenset(self.outputs))
         if not started:
             raise self._unavailable(blockers, began)
         self.waited = clock() - began

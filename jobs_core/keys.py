@@ -35,6 +35,10 @@ class Keys:
         """Read locks: zset of reader job ids scored by lease expiry."""
         return self.prefix + "ilock:" + name
 
+    def queue(self, name: str) -> str:
+        """Writers waiting for a name, scored by when they began to wait."""
+        return self.prefix + "jobs:queue:" + name
+
     def facts(self, name: str) -> str:
         """Output facts (writer, token, time) written beside the output."""
         return self.prefix + "jobs:output:" + name

@@ -36,11 +36,34 @@ IDLE_EXIT = 5.0
 READ_TIMEOUT = 1.0
 
 
-def _released(message: Any) -> frozenset[str] | None:
-    """The names a pub/sub message announces, or None if it is not a release."""
+def _released(message: Any) -> dict[str, str] | None:
+    """``{name: first queued waiter or ""}`` of a release message, or None if it is not one.
+
+    A line is ``<name>`` or ``<name>\t<waiter>`` (see stop.lua).
+    """
     if not message or text(message.get("type")) not in ("message", "smessage"):
         return None
-    return frozenset(text(message["data"]).split("\n"))
+    out = {}
+    for line in text(message["data"]).split("\n"):
+        name, _, head = line.partition("\t")
+        out[name] = head
+    return out
+
+
+class _Registration:
+    """What a waiting job waits for: its names, and those it is queued for as a writer."""
+
+    __slots__ = ("names", "job_id", "queued", "event")
+
+    def wants(self, released: dict[str, str] | None) -> bool:
+        """Whether a release concerns this job: one of its names, and for a name it is queued
+        for, only when it is first in line (or the line is empty)."""
+        if released is None:
+            return True
+        for name in self.names.intersection(released):
+            if name not in self.queued or released[name] in ("", self.job_id):
+                return True
+        return False
 
 
 def _confirms(message: Any) -> bool:
@@ -67,10 +90,10 @@ class _ListenerBase:
             return pubsub.get_sharded_message(timeout=timeout)
         return pubsub.get_message(timeout=timeout)
 
-    def _wake(self, names: frozenset[str] | None) -> None:
-        """Wake the waiters of any of ``names`` (all of them for None)."""
+    def _wake(self, released: dict[str, str] | None) -> None:
+        """Wake the waiters a release concerns (all of them for None)."""
         for w in list(self._waiters):
-            if names is None or not w.names.isdisjoint(names):
+            if w.wants(released):
                 w.event.set()
 
     def _broken(self, exc: BaseException) -> None:
@@ -80,13 +103,15 @@ class _ListenerBase:
         self.polling = True
 
 
-class Wakeup:
+class Wakeup(_Registration):
     """One waiting job's registration with a :class:`Listener`; a context manager."""
 
-    __slots__ = ("names", "event", "_listener")
+    __slots__ = ("_listener",)
 
-    def __init__(self, listener: Listener, names: Iterable[str]) -> None:
+    def __init__(self, listener: Listener, names: Iterable[str], job_id: str | None) -> None:
         self.names = frozenset(names)
+        self.job_id = job_id
+        self.queued: frozenset[str] = frozenset()
         self.event = threading.Event()
         self._listener = listener
 
@@ -124,11 +149,11 @@ class Listener(_ListenerBase):
         self._ready = threading.Event()
         self._closing = False
 
-    def wakeups(self, names: Iterable[str]) -> Wakeup:
+    def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
         """Register a waiting job; returns once the subscription is confirmed (or known broken)."""
         if self._pid != os.getpid():
             self._reset()
-        wakeup = Wakeup(self, names)
+        wakeup = Wakeup(self, names, job_id)
         with self._lock:
             self._waiters.add(wakeup)
             self._closing = False
@@ -138,6 +163,17 @@ class Listener(_ListenerBase):
                 self._thread.start()
         if not self._ready.wait(SUBSCRIBE_TIMEOUT):
             self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
+        return wakeup
+
+    def listening(self, names: Iterable[str], job_id: str | None = None) -> Wakeup | None:
+        """Register a waiting job if the subscription is up already (no round trip), else None."""
+        if self._pid != os.getpid() or self.polling or not self._ready.is_set():
+            return None
+        wakeup = Wakeup(self, names, job_id)
+        with self._lock:
+            if self._thread is None or self._closing:
+                return None
+            self._waiters.add(wakeup)
         return wakeup
 
     def _remove(self, wakeup: Wakeup) -> None:
@@ -201,13 +237,15 @@ class Listener(_ListenerBase):
                         log.debug("closing the wake-up subscription failed", exc_info=True)
 
 
-class AsyncWakeup:
+class AsyncWakeup(_Registration):
     """One waiting job's registration with an :class:`AsyncListener`; an async context manager."""
 
-    __slots__ = ("names", "event", "_listener")
+    __slots__ = ("_listener",)
 
-    def __init__(self, listener: AsyncListener, names: Iterable[str]) -> None:
+    def __init__(self, listener: AsyncListener, names: Iterable[str], job_id: str | None) -> None:
         self.names = frozenset(names)
+        self.job_id = job_id
+        self.queued: frozenset[str] = frozenset()
         self.event = asyncio.Event()
         self._listener = listener
 
@@ -242,12 +280,12 @@ class AsyncListener(_ListenerBase):
         self._task: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
 
-    async def wakeups(self, names: Iterable[str]) -> AsyncWakeup:
+    async def wakeups(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup:
         """Register a waiting job; returns once the subscription is confirmed (or known broken)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (asyncio.run again): start afresh
             self._loop, self._task, self._ready, self._waiters = loop, None, asyncio.Event(), set()
-        wakeup = AsyncWakeup(self, names)
+        wakeup = AsyncWakeup(self, names, job_id)
         self._waiters.add(wakeup)
         if self._task is None:
             self._ready.clear()
@@ -256,6 +294,18 @@ class AsyncListener(_ListenerBase):
             await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_TIMEOUT)
         except asyncio.TimeoutError:
             self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
+        return wakeup
+
+    def listening(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup | None:
+        """Register a waiting job if the subscription is up already (no round trip), else None."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if self._loop is not loop or self._task is None or self.polling or not self._ready.is_set():
+            return None
+        wakeup = AsyncWakeup(self, names, job_id)
+        self._waiters.add(wakeup)
         return wakeup
 
     async def aclose(self) -> None:

@@ -89,16 +89,20 @@ class Plan:
         self.lease_ms = to_ms(lease)
         self.wake_names = frozenset(self.names)
         per_name: list[str] = []
-        for n in self.names:
+        for n in inputs:
             per_name += (keys.output(n), keys.olock(n), keys.ilock(n))
+        for n in outputs:
+            per_name += (keys.output(n), keys.olock(n), keys.ilock(n), keys.queue(n))
         head = [keys.running, keys.job(job_id), keys.holder(job_id)]
         self.start_keys = head + [
             keys.token, keys.graph_input, keys.graph_output, keys.waiting, keys.waiter(job_id), *per_name,
         ]
         self.refresh_keys = head + [keys.ilock(n) for n in inputs] + [keys.olock(n) for n in outputs]
-        stop_keys = head + [keys.ilock(n) for n in inputs]
+        stop_keys = head + [keys.waiting]
+        for n in inputs:
+            stop_keys += (keys.ilock(n), keys.queue(n))
         for n in outputs:
-            stop_keys += (keys.output(n), keys.olock(n), keys.facts(n))
+            stop_keys += (keys.output(n), keys.olock(n), keys.facts(n), keys.queue(n))
         self.stop_keys = stop_keys
         edges_in: list[str] = []
         edges_out: list[str] = []
@@ -109,7 +113,7 @@ class Plan:
         io = dumps([*inputs, "", *outputs])
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
         self._start_args = [
-            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0, "", ttl,
+            job_id, self.lease_ms, self.nin, "start", int(bool(overwrite)), io, host, pid, 0, "", ttl, 0,
             len(edges_in), *edges_in, *edges_out,
         ]
         self._stop_args = [job_id, 0, self.nin, 1, ttl, publish, keys.channel, "\n".join(self.names),
@@ -139,12 +143,15 @@ class Plan:
         other._stop_args[0] = job_id
         return other
 
-    def start_args(self, mode: str = "start", wait_left: float = 0.0, nonce: str = "") -> list[Any]:
-        """ARGV of start.lua; ``mode`` is ``start``, ``wait`` or ``check``."""
+    def start_args(self, mode: str = "start", wait_left: float = 0.0, nonce: str = "", ticket: float = 0.0
+                   ) -> list[Any]:
+        """ARGV of start.lua; ``mode`` is ``start``, ``wait`` or ``check``; ``ticket`` is when a
+        waiting job began to wait (server time), which orders the waiters of an output."""
         args = list(self._start_args)
         args[3] = mode
         args[8] = to_ms(wait_left) if mode == "wait" else 0
         args[9] = nonce
+        args[11] = f"{ticket:.6f}" if ticket else 0
         return args
 
     def name(self, index: Any) -> str:

@@ -8,8 +8,11 @@ Steps are tuples:
 
 * ``(CALL, script, keys, args)``: run a registered script, receive its reply;
 * ``(BATCH, [(command, args, kwargs)...], transaction)``: a pipeline, receive its results;
-* ``(SUBSCRIBE, names)``: subscribe to wake-ups for ``names`` (confirmed before returning);
-* ``(SLEEP, seconds)``: sleep, receive True if a wake-up for those names came first.
+* ``(SUBSCRIBE, names, job_id, only_if_listening, queued)``: register for wake-ups on
+  ``names`` (confirmed before returning); with ``only_if_listening``, only if the
+  coordinator's subscription is already up, receiving whether it registered;
+* ``(SLEEP, seconds, queued)``: sleep, receive True if a wake-up for those names came
+  first (``queued``: the outputs the job is queued for, woken only when first in line).
 """
 
 from __future__ import annotations

@@ -14,10 +14,20 @@ from .facts import Blocker
 
 #: First fallback poll delay; it doubles after each sleep that no wake-up cut short.
 POLL_MIN = 0.025
-#: Longest sleep on a lock held by a jobs_core holder before looking again.
-MAX_QUIET_SLEEP = 30.0
+#: Longest sleep before looking again: a waiting job stays listed (and keeps its place in
+#: the queues of the outputs it waits for) 30 s after each try (start.lua), so it tries
+#: at least this often even when nothing wakes it.
+MAX_QUIET_SLEEP = 10.0
+#: Reasons a waiting writer queues for an output: only the first in line is woken by its
+#: release, and a newcomer cannot take it ahead of the line.
+QUEUEING = frozenset({"output_locked", "output_used", "output_queued"})
 #: Slack added after a lease's expiry so the retry finds it expired.
 EXPIRY_SLACK = 0.002
+
+
+def queued(blockers: Iterable[Blocker]) -> frozenset[str]:
+    """The outputs a waiting job's failed try queued it for."""
+    return frozenset(b.name for b in blockers if b.reason in QUEUEING)
 
 
 def final(blockers: Iterable[Blocker]) -> bool:
@@ -30,13 +40,17 @@ def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: f
 
     When every blocker is a lock held by a jobs_core holder, its release will
     publish, so only the lease's expiry (a crashed holder) needs a look: sleep
-    until the first one. Otherwise something that does not publish may end the
-    wait, so poll with ``backoff``.
+    until the first one. A waiter ahead in an output's line is the same: this
+    job is woken when its turn comes, and looks again when that waiter would be
+    gone. Otherwise something that does not publish may end the wait, so poll
+    with ``backoff``.
     """
     first = None
     for b in blockers:
         h = b.holder
-        if h is None or h.expires is None or not publishes.get(h.job_id):
+        if h is None or h.expires is None:
+            return backoff
+        if b.reason != "output_queued" and not publishes.get(h.job_id):  # a waiter ahead: woken in turn
             return backoff
         first = h.expires if first is None else min(first, h.expires)
     if first is None:

@@ -263,9 +263,10 @@ def key_name_problems(source: str) -> list[str]:
         if command.strip("'\"").upper() == "TIME":
             continue
         if not command.startswith(("'", '"')):
-            # a command chosen by the caller (PUBLISH/SPUBLISH): channel and message from ARGV only
-            if not all(re.fullmatch(r"ARGV\[\d+\]", a) for a in args):
-                problems.append(f"dynamic command with non-ARGV arguments: {args}")
+            # a command chosen by the caller (PUBLISH/SPUBLISH): command and channel from ARGV only
+            # (the message is data, not a name: the script may compose it)
+            if not all(re.fullmatch(r"ARGV\[\d+\]", a) for a in args[:2]):
+                problems.append(f"dynamic command with a non-ARGV command or channel: {args}")
             continue
         key = args[1] if len(args) > 1 else ""
         if not (_from_keys(key) or key in bound or _unpacks_keys(code, key)):

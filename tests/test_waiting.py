@@ -192,3 +192,106 @@ def test_listener_stops_when_idle(redis7, prefix, monkeypatch):
     assert client.pubsub_numsub(prefix + "jobs:wake")[0][1] == 0
     assert not any(t.name == "jobs_core-listener" and t.is_alive() for t in threading.enumerate()
                    if getattr(t, "_target", None) is getattr(c._listener, "_run", None))
+
+
+def _queue_turns(c, names_in_order, holder):
+    """Start one waiting job per label, in order, each once it is queued; return the order of their turns."""
+    turns = []
+
+    def wait_turn(label):
+        with c.job([], ["x"], duration=30, wait=30, name=label):
+            turns.append(label)
+            time.sleep(0.02)
+
+    threads = []
+    for label in names_in_order:
+        t = threading.Thread(target=wait_turn, args=(label,))
+        t.start()
+        threads.append(t)
+        deadline = time.monotonic() + 5
+        while len(c.waiting_jobs()) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    holder.stop()
+    for t in threads:
+        t.join(30)
+    return turns
+
+
+def test_waiting_writers_get_their_turns_in_order(real_backend, prefix):
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    order = [f"w{i}" for i in range(6)]
+    assert _queue_turns(c, order, holder) == order
+
+
+def _queue_in_child(url, prefix, q):
+    c = jobs_core.Coordinator.from_url(url, prefix, poll=30)
+    q.put("waiting")
+    with c.job([], ["x"], duration=30, wait=60, job_id="slow.waiter") as job:
+        q.put(job.token)
+
+
+def test_newcomers_do_not_cut_in_and_gone_waiters_are_skipped(redis7, prefix):
+    """A frozen waiter keeps its turn (a newcomer is refused though the output is free); once it is
+    gone (its 30 s of life since its last try have passed), the line moves on."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    child = ctx.Process(target=_queue_in_child, args=(redis7.url, prefix, q))
+    child.start()
+    try:
+        assert q.get(timeout=20) == "waiting"
+        deadline = time.monotonic() + 10
+        while not c.waiting_jobs() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGSTOP)  # the first in line stops answering
+        holder.stop()
+        with pytest.raises(ResourceUnavailable) as e:
+            c.job([], ["x"], duration=5).start()
+        assert e.value.args[0] == {"output_queued": ["x"]}
+        assert e.value.blockers[0].holder.job_id == "slow.waiter"
+        os.kill(child.pid, signal.SIGCONT)  # it wakes up and takes its turn
+        assert q.get(timeout=10) > holder.token
+        child.join(10)
+
+        holder = c.job([], ["x"], duration=30).start()
+        child = ctx.Process(target=_queue_in_child, args=(redis7.url, prefix, q))
+        child.start()
+        assert q.get(timeout=20) == "waiting"
+        deadline = time.monotonic() + 10
+        while not c.waiting_jobs() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)  # gone for good
+        child.join(10)
+        holder.stop()
+        with pytest.raises(ResourceUnavailable):
+            c.job([], ["x"], duration=5).start()  # still in line for up to 30 s ...
+        client.zadd(prefix + "jobs:waiting", {"slow.waiter": time.time() - 1}, xx=True)  # ... as if they passed
+        c.job([], ["x"], duration=5).start().stop()
+        assert client.zcard(prefix + "jobs:queue:x") == 0
+    finally:
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+
+
+def test_readers_do_not_queue_behind_writers(real_backend, prefix):
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    c.create_outputs(["x"])
+    reader = c.job(["x"], [], duration=30).start()
+    writer = c.job([], ["x"], duration=30, wait=30)
+    t = threading.Thread(target=writer.start)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not c.waiting_jobs() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    c.job(["x"], [], duration=5).start().stop()  # another reader: not held back by the waiting writer
+    reader.stop()
+    t.join(5)
+    assert writer.is_running
+    writer.stop()

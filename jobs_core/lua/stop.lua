@@ -2,8 +2,9 @@
 -- KEYS[1] - jobs:running: zset of running job ids scored by lease expiry
 -- KEYS[2] - jobs:running:<id>: the running job's JSON record
 -- KEYS[3] - jobs:holder:<id>: hash token, host, pid, started, state
--- KEYS[4..] - ilock:<input> for each input, then for each output:
---             <output>, olock:<output>, jobs:output:<output> (facts)
+-- KEYS[4] - jobs:waiting: zset of waiting job ids scored by how long they are alive
+-- KEYS[5..] - per input: ilock:<input>, jobs:queue:<input>; then per output:
+--             <output>, olock:<output>, jobs:output:<output> (facts), jobs:queue:<output>
 -- ARGV[1] - job id
 -- ARGV[2] - the fencing token this start of the job received
 -- ARGV[3] - number of inputs
@@ -11,7 +12,8 @@
 -- ARGV[5] - output time to live in milliseconds, "0" for none
 -- ARGV[6] - publish command (PUBLISH, or SPUBLISH on a cluster)
 -- ARGV[7] - wake-up channel
--- ARGV[8] - wake-up message: the job's names, one per line
+-- ARGV[8] - the job's names, one per line, in KEYS order; the wake-up message says for each
+--           "<name>\t<first waiter queued for it, if any>", so only that waiter retries
 -- ARGV[9] - milliseconds to keep the stopped holder record (answers a repeated stop)
 -- ARGV[10] - "1" to stop a job that has no holder record (a jobs.py job) by its id alone;
 --            ARGV[2] is then "0" and the output facts carry no token
@@ -23,7 +25,8 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nows = string.format('%.6f', now)
 local id = ARGV[1]
 local nin = tonumber(ARGV[3])
-local nout = (#KEYS - 3 - nin) / 3
+local nout = (#KEYS - 4 - 2 * nin) / 4
+local first_out = 5 + 2 * nin
 local commit = ARGV[4] == '1'
 local record = redis.call('HMGET', KEYS[3], 'token', 'state')
 local mine = record[1] == ARGV[2]
@@ -45,16 +48,17 @@ end
 
 local owned = mine or by_id
 for i = 1, nin do
-    local score = redis.call('ZSCORE', KEYS[3 + i], id)
+    local k = 3 + 2 * i
+    local score = redis.call('ZSCORE', KEYS[k], id)
     if not (owned and score and tonumber(score) > now) then
         out[#out + 1] = i
     end
     if score then
-        redis.call('ZREM', KEYS[3 + i], id)
+        redis.call('ZREM', KEYS[k], id)
     end
 end
 for j = 1, nout do
-    local k = 3 + nin + 3 * j - 2
+    local k = first_out + 4 * (j - 1)
     local writer = redis.call('GET', KEYS[k + 1])
     if not (owned and writer == id) then
         out[#out + 1] = nin + j
@@ -76,7 +80,7 @@ elseif commit then
     local facts = cjson.encode({job = id, token = token > 0 and token or nil, time = now})
     if ttl > 0 then
         for j = 1, nout do
-            local k = 3 + nin + 3 * j - 2
+            local k = first_out + 4 * (j - 1)
             redis.call('SET', KEYS[k], id, 'PX', ttl)
             redis.call('SET', KEYS[k + 2], facts, 'PX', ttl)
         end
@@ -85,7 +89,7 @@ elseif commit then
         for first = 1, nout, 250 do
             local batch = {}
             for j = first, math.min(nout, first + 249) do
-                local k = 3 + nin + 3 * j - 2
+                local k = first_out + 4 * (j - 1)
                 batch[#batch + 1] = KEYS[k]
                 batch[#batch + 1] = id
                 batch[#batch + 1] = KEYS[k + 2]
@@ -103,6 +107,25 @@ if mine then
     redis.call('HSET', KEYS[3], 'state', state)
     redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
 end
+-- the first waiter of a queue still alive (dropping those gone), or ''
+local function queue_head(queue)
+    while true do
+        local first = redis.call('ZRANGE', queue, 0, 0)
+        if #first == 0 then
+            return ''
+        end
+        local alive = redis.call('ZSCORE', KEYS[4], first[1])
+        if alive and tonumber(alive) > now then
+            return first[1]
+        end
+        redis.call('ZREM', queue, first[1])
+    end
+end
+local lines, i = {}, 0
+for name in string.gmatch(ARGV[8], '[^\n]+') do
+    i = i + 1
+    lines[i] = name .. '\t' .. queue_head(i <= nin and KEYS[4 + 2 * i] or KEYS[first_out + 4 * (i - nin) - 1])
+end
 -- pcall: a user allowed the keys but not the channel still stops cleanly (waiters poll)
-redis.pcall(ARGV[6], ARGV[7], ARGV[8])
+redis.pcall(ARGV[6], ARGV[7], table.concat(lines, '\n'))
 return out
