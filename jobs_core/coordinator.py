@@ -121,6 +121,7 @@ class CoordinatorBase:
         self.host = socket.gethostname()
         self.publish = "SPUBLISH" if self.sharded else "PUBLISH"
         self.scripts = Scripts(client)
+        self._plans: dict[tuple, Plan] = {}  # templates of job plans; see JobBase._plan_now
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} client={self.client!r}>"

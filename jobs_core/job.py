@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobs_core")
 F = TypeVar("F", bound=Callable[..., Any])
 UNSET: Any = object()
+#: How many plan templates a coordinator keeps (one per kind of job it runs).
+PLAN_CACHE = 256
 
 
 def caller_name(depth: int) -> str:
@@ -134,10 +136,19 @@ class JobBase:
             self._pid = pid
             return plan
         c = self.coordinator
-        self._plan = Plan(
-            c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
-            history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
-        )
+        # jobs made afresh for every run of the same work share one template (per process)
+        key = (self.inputs, self.outputs, self.duration, self.overwrite, self.history, self.output_ttl,
+               fold(self.id), pid)
+        template = c._plans.get(key)
+        if template is None:
+            template = Plan(
+                c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
+                history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
+            )
+            if len(c._plans) >= PLAN_CACHE:
+                c._plans.pop(next(iter(c._plans)))
+            c._plans[key] = template
+        self._plan = template if template.job_id == self.id else template.with_id(self.id)
         self._pid = pid
         return self._plan
 
