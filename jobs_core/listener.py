@@ -53,7 +53,14 @@ def _released(message: Any) -> dict[str, str] | None:
 class _Registration:
     """What a waiting job waits for: its names, and those it is queued for as a writer."""
 
-    __slots__ = ("names", "job_id", "queued", "event")
+    __slots__ = ("names", "job_id", "queued", "event", "_listener")
+
+    def __init__(self, listener: Any, names: Iterable[str], job_id: str | None, event: Any) -> None:
+        self.names = frozenset(names)
+        self.job_id = job_id
+        self.queued: frozenset[str] = frozenset()
+        self.event = event
+        self._listener = listener
 
     def wants(self, released: dict[str, str] | None) -> bool:
         """Whether a release concerns this job: one of its names, and for a name it is queued
@@ -106,14 +113,10 @@ class _ListenerBase:
 class Wakeup(_Registration):
     """One waiting job's registration with a :class:`Listener`; a context manager."""
 
-    __slots__ = ("_listener",)
+    __slots__ = ()
 
     def __init__(self, listener: Listener, names: Iterable[str], job_id: str | None) -> None:
-        self.names = frozenset(names)
-        self.job_id = job_id
-        self.queued: frozenset[str] = frozenset()
-        self.event = threading.Event()
-        self._listener = listener
+        super().__init__(listener, names, job_id, threading.Event())
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if a release of one of the names came."""
@@ -240,14 +243,10 @@ class Listener(_ListenerBase):
 class AsyncWakeup(_Registration):
     """One waiting job's registration with an :class:`AsyncListener`; an async context manager."""
 
-    __slots__ = ("_listener",)
+    __slots__ = ()
 
     def __init__(self, listener: AsyncListener, names: Iterable[str], job_id: str | None) -> None:
-        self.names = frozenset(names)
-        self.job_id = job_id
-        self.queued: frozenset[str] = frozenset()
-        self.event = asyncio.Event()
-        self._listener = listener
+        super().__init__(listener, names, job_id, asyncio.Event())
 
     async def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if a release of one of the names came."""
