@@ -122,7 +122,7 @@ def run_worker(worker: Worker, url: str, prefix: str, barrier: Any, events: Any)
         raise
     finally:
         send("exit")
-        coordinator.client.close()
+        coordinator.close()
 
 
 def _blockers(blockers: Sequence[jobs_core.Blocker]) -> list[tuple[str, str, str | None]]:
@@ -231,7 +231,7 @@ def run(url: str, embedded: bool, prefix: str, day: str) -> int:
     try:
         return run_pipeline(coordinator, url, embedded, day)
     finally:
-        coordinator.client.close()
+        coordinator.close()
 
 
 def run_pipeline(coordinator: jobs_core.Coordinator, url: str, embedded: bool, day: str) -> int:

@@ -225,6 +225,11 @@ class Listener(_ListenerBase):
                         with self._lock:
                             self._wake(names)
             except Exception as exc:  # keep serving: waits poll meanwhile
+                with self._lock:
+                    if self._closing:  # the coordinator closed the client under the read
+                        self._thread = None
+                        self._ready.clear()
+                        return
                 self._broken(exc)
                 self._ready.set()
                 with self._lock:

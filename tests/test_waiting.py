@@ -295,3 +295,16 @@ def test_readers_do_not_queue_behind_writers(real_backend, prefix):
     t.join(5)
     assert writer.is_running
     writer.stop()
+
+
+def test_closing_the_coordinator_stops_its_listener_quietly(redis7, prefix, caplog):
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix)
+    holder = c.job([], ["x"], duration=30).start()
+    threading.Timer(0.1, holder.stop).start()
+    c.job([], ["x"], duration=5, wait=5).start().stop()  # the listener is up now
+    with caplog.at_level("WARNING", logger="jobs_core"):
+        c.close()
+        time.sleep(1.5)
+    assert not [r for r in caplog.records if "wake-ups" in r.message]
+    assert c._listener._thread is None
