@@ -9,12 +9,13 @@ class ResourcesBusy(ResourceUnavailable):
     """A task's inputs or outputs stayed busy (or missing) for its whole wait.
 
     The task fails, so Luigi's retry policy (``retry_count``, the scheduler's
-    ``retry_delay``) runs it again later; ``task_id`` names it, and ``reasons``
-    and ``blockers`` say what blocked it, as in :class:`jobs_core.ResourceUnavailable`.
+    ``retry_delay``) runs it again later; ``task_id`` names it, ``reasons``
+    and ``blockers`` say what blocked it, as in :class:`jobs_core.ResourceUnavailable`,
+    and ``waited`` is the task's whole wait (across its jobs).
     """
 
-    def __init__(self, task_id: str, cause: ResourceUnavailable) -> None:
-        super().__init__(cause.reasons, cause.blockers, cause.waited)
+    def __init__(self, task_id: str, cause: ResourceUnavailable, waited: float | None = None) -> None:
+        super().__init__(cause.reasons, cause.blockers, cause.waited if waited is None else waited)
         self.task_id = task_id
 
     def __str__(self) -> str:

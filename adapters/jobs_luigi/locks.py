@@ -81,7 +81,8 @@ class Locks:
         Raises:
             ResourcesBusy: the wait ran out; nothing is held.
         """
-        deadline = time.monotonic() + self.wait
+        began = time.monotonic()
+        deadline = began + self.wait
         try:
             if self.home is not None:
                 skip = self._take_outputs(self.home, deadline)
@@ -92,7 +93,7 @@ class Locks:
                     self._start(ns, names, [], deadline, overwrite=True)
         except ResourceUnavailable as exc:
             self.release()
-            raise ResourcesBusy(self.task_id, exc) from exc
+            raise ResourcesBusy(self.task_id, exc, time.monotonic() - began) from exc
         except BaseException:
             self.release()
             raise
@@ -144,7 +145,8 @@ class Locks:
         Raises:
             ResourcesBusy: the wait ran out (the locks taken before are kept).
         """
-        deadline = time.monotonic() + self.wait
+        began = time.monotonic()
+        deadline = began + self.wait
         for ns, names in by_namespace(targets).items():
             new = [n for n in names if n not in self._held.get(ns, ())]
             if not new:
@@ -152,7 +154,7 @@ class Locks:
             try:
                 self._start(ns, new, [], deadline, overwrite=True)
             except ResourceUnavailable as exc:
-                raise ResourcesBusy(self.task_id, exc) from exc
+                raise ResourcesBusy(self.task_id, exc, time.monotonic() - began) from exc
 
     def check(self) -> None:
         """Raise :class:`jobs_core.LockLost` if any job is known to have lost a lock (no round trip)."""
