@@ -26,8 +26,12 @@ EXPIRY_SLACK = 0.002
 
 
 def queued(blockers: Iterable[Blocker]) -> frozenset[str]:
-    """The outputs a waiting job's failed try queued it for."""
-    return frozenset(b.name for b in blockers if b.reason in QUEUEING)
+    """The outputs a waiting job's failed try queued it for: those contended by other writers,
+    and none when something else (a missing input) blocks it too (see start.lua)."""
+    blockers = list(blockers)
+    if any(b.reason not in QUEUEING for b in blockers):
+        return frozenset()
+    return frozenset(b.name for b in blockers)
 
 
 def final(blockers: Iterable[Blocker]) -> bool:

@@ -308,3 +308,21 @@ def test_closing_the_coordinator_stops_its_listener_quietly(redis7, prefix, capl
         time.sleep(1.5)
     assert not [r for r in caplog.records if "wake-ups" in r.message]
     assert c._listener._thread is None
+
+
+def test_a_waiter_missing_an_input_holds_no_place_in_line(real_backend, prefix):
+    """A writer waiting for an input as well as for its output does not hold up the output's other writers."""
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    waiter = c.job(["not.yet"], ["x"], duration=30, wait=30)
+    t = threading.Thread(target=waiter.start)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not c.waiting_jobs() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    holder.stop()
+    c.job([], ["x"], duration=5).start().stop()  # not refused with output_queued
+    c.client.set(prefix + "not.yet", "written")  # let the waiter finish: it takes its turn now
+    t.join(30)
+    assert waiter.is_running
+    waiter.stop()

@@ -47,7 +47,13 @@ local record_ms = lease_ms + 60000
 local out = {0, nows}
 local final = false
 
+-- whether something other than writers contending for an output blocks the job
+local other_block = false
+
 local function block(reason, i, holder, expiry)
+    if reason ~= 'output_locked' and reason ~= 'output_used' and reason ~= 'output_queued' then
+        other_block = true
+    end
     out[#out + 1] = reason
     out[#out + 1] = i
     out[#out + 1] = holder or ''
@@ -149,9 +155,17 @@ if #out > 2 then
         redis.call('SET', KEYS[8], '{"io":' .. ARGV[6] .. ',"host":' .. cjson.encode(ARGV[7]) ..
             ',"pid":' .. ARGV[8] .. ',"since":' .. string.format('%.6f', since) .. ',"deadline":' ..
             string.format('%.6f', now + left / 1000) .. '}', 'PX', alive)
-        for _, key in ipairs(queue_me) do
-            redis.call('ZADD', key, 'NX', since, id)
-            redis.call('PEXPIRE', key, 2 * alive_ms)
+        if other_block then
+            -- it could not run even with its outputs free (a missing input...): keep no place in
+            -- line, so it holds up no other writer; it takes its place again (same ticket) later
+            for i = nin + 1, names do
+                redis.call('ZREM', KEYS[base(i) + 3], id)
+            end
+        else
+            for _, key in ipairs(queue_me) do
+                redis.call('ZADD', key, 'NX', since, id)
+                redis.call('PEXPIRE', key, 2 * alive_ms)
+            end
         end
     end
     return out
