@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from .connect import aclose_client
 from .coordinator import CoordinatorBase
 from .errors import JobsError, LockLost, NotRunning
 from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
@@ -178,6 +179,10 @@ class AsyncCoordinator(CoordinatorBase):
     async def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the asyncio driver of :mod:`jobs_core.steps`."""
         waker = None
+        if self.sharded:
+            # redis-py's asyncio cluster client sets itself up on first use; coroutines racing
+            # through that set-up break each other's new connections, so set it up first
+            await self.client.initialize()
         try:
             step = next(flow)
             while True:
@@ -265,5 +270,4 @@ class AsyncCoordinator(CoordinatorBase):
         """Stop the wake-up listener and close the client's connections."""
         if self._listener is not None:
             await self._listener.aclose()
-        close = getattr(self.client, "aclose", None) or self.client.close
-        await close()
+        await aclose_client(self.client)

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .connect import client_from_url, close_client, is_cluster_url
 from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
@@ -47,6 +48,8 @@ from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
 from .waiting import POLL_MIN, final, queued, sleep_for
 
 log = logging.getLogger("jobs_core")
+_NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
+                "so use a prefix such as '{{jobs}}:' (braces included)")
 ENV_URL = "JOBS_REDIS_URL"
 ENV_PREFIX = "JOBS_PREFIX"
 
@@ -62,7 +65,9 @@ def check_client(client: Any, want_async: bool) -> None:
         raise ConfigurationError(
             "no Redis connection: pass a client (redis.Redis(...)), or use "
             f"from_url('redis://host:6379/0') or from_env() with {ENV_URL} set")
-    if not (hasattr(client, "register_script") and hasattr(client, "pipeline") and hasattr(client, "pubsub")):
+    # a cluster client needs no pubsub(): the listener subscribes on the channel's node itself
+    pubsub = hasattr(client, "pubsub") or is_cluster_client(client)
+    if not (hasattr(client, "register_script") and hasattr(client, "pipeline") and pubsub):
         raise ConfigurationError(f"expected a redis-py or valkey-py client, got {type(client).__name__}")
     is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
     if is_async and not want_async:
@@ -108,9 +113,7 @@ class CoordinatorBase:
             check_text(prefix, "prefix")
         self.sharded = is_cluster_client(client)
         if self.sharded and not has_hash_tag(prefix):
-            raise ConfigurationError(
-                f"prefix {prefix!r} has no hash tag: on Redis Cluster every key of a namespace must map to one "
-                "slot, so use a prefix such as '{jobs}:' (braces included)")
+            raise ConfigurationError(_NO_HASH_TAG.format(prefix=repr(prefix)))
         self.client = client
         self.prefix = prefix
         self.keys = Keys(prefix)
@@ -128,25 +131,22 @@ class CoordinatorBase:
 
     @classmethod
     def _client_from_url(cls, url: str, **options: Any) -> Any:
-        if not isinstance(url, str) or not url:
-            raise ConfigurationError(f"a Redis URL such as 'redis://localhost:6379/0' is needed, got {url!r}")
-        if cls._async:
-            import redis.asyncio as redis_mod
-        else:
-            import redis as redis_mod  # type: ignore[no-redef]
-        try:
-            return redis_mod.Redis.from_url(url, **options)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+        return client_from_url(url, asyncio=cls._async, **options)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "", *, history: bool = True, output_ttl: float | None = None,
                  poll: float = 2.0, **client_options: Any) -> Any:
-        """A coordinator on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
+        """A coordinator on a new client for ``url``: see :mod:`jobs_core.connect` for the forms
+        (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``).
 
-        ``client_options`` go to ``Redis.from_url`` (``ssl_ca_certs=...``, ``decode_responses=...``);
+        ``client_options`` go to the client (``ssl_ca_certs=...``, ``decode_responses=...``);
         ``socket_timeout`` defaults to 30 s so a dead connection cannot hang a job forever.
+
+        Raises:
+            ConfigurationError: a bad URL, or a cluster URL with a prefix lacking a hash tag.
         """
+        if is_cluster_url(url) and not has_hash_tag(prefix if isinstance(prefix, str) else ""):
+            raise ConfigurationError(_NO_HASH_TAG.format(prefix=repr(prefix)))
         client_options.setdefault("socket_timeout", 30.0)
         client_options.setdefault("socket_connect_timeout", 10.0)
         client = cls._client_from_url(url, **client_options)
@@ -280,8 +280,14 @@ class CoordinatorBase:
         names = check_names(names, "names")
         if not names:
             return {}
-        (values,) = yield BATCH, [cmd("mget", [self.keys.output(n) for n in names])], False
+        values = yield from self._get_many_flow([self.keys.output(n) for n in names])
         return {n: text(v) for n, v in zip(names, values) if v is not None}
+
+    def _get_many_flow(self, keys: list[str]) -> Flow:
+        """The values of ``keys`` in one round trip: MGET, or GETs on a cluster (whose pipelines refuse MGET)."""
+        if self.sharded:
+            return (yield BATCH, [cmd("get", k) for k in keys], False)
+        return (yield BATCH, [cmd("mget", keys)], False)[0]
 
     def _now_flow(self) -> Flow:
         """The namespace server's clock (through a script, so a cluster asks the right shard)."""
@@ -335,7 +341,7 @@ class CoordinatorBase:
         live = yield from self._live_members_flow(self.keys.waiting)
         if not live:
             return []
-        (records,) = yield BATCH, [cmd("mget", [self.keys.waiter(i) for i, _ in live])], False
+        records = yield from self._get_many_flow([self.keys.waiter(i) for i, _ in live])
         out = []
         for (job_id, alive), raw in zip(live, records):
             if raw is None:
@@ -383,7 +389,7 @@ class Coordinator(CoordinatorBase):
         """Stop the wake-up listener and close the client's connections."""
         if self._listener is not None:
             self._listener.close()
-        self.client.close()
+        close_client(self.client)
 
     def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
         """Register for wake-ups on releases of ``names`` (a context manager: ``wait(timeout)``).

