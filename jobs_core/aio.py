@@ -19,7 +19,7 @@ from .errors import JobsError, LockLost, NotRunning
 from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .listener import AsyncListener, AsyncWakeup
-from .names import check_text
+from .names import check_job_id
 from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, queue
 
 log = logging.getLogger("jobs_core")
@@ -254,7 +254,7 @@ class AsyncCoordinator(CoordinatorBase):
 
     async def create_outputs(self, outputs: Iterable[str], job_id: str | None = None,
                              ttl: float | None = None) -> int:
-        job_id = check_text(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
+        job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
         return await self._run(self._create_flow(outputs, job_id, ttl))
 
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:

@@ -26,6 +26,8 @@ from . import lineage
 from .coordinator import ENV_PREFIX, ENV_URL, Coordinator
 from .errors import ConfigurationError, InvalidArgument, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import RunningJob
+from .names import check_job_id, check_names
+from .protocol import check_seconds
 from .urls import hide_password
 
 #: Exit codes: what a script calling jobs-core can rely on.
@@ -390,6 +392,8 @@ def cmd_unlock(args: argparse.Namespace, c: Coordinator) -> int:
     if not args.inputs and not args.outputs:
         raise CliError("give the names to unlock: --input NAME (read locks) and/or --output NAME (write lock)",
                        USAGE)
+    check_names(args.inputs, "inputs")  # every name checked before anything is read
+    check_names(args.outputs, "outputs")
     plan = []
     for name in args.inputs:
         readers = c.output_info(name).readers
@@ -410,7 +414,10 @@ def cmd_unlock(args: argparse.Namespace, c: Coordinator) -> int:
 
 
 def cmd_create(args: argparse.Namespace, c: Coordinator) -> int:
-    writer = args.writer or f"jobs-core:create.{secrets.randbits(48)}"
+    writer = check_job_id(args.writer, "job id") if args.writer else f"jobs-core:create.{secrets.randbits(48)}"
+    check_names(args.outputs, "outputs")  # every name checked before anything is read
+    if args.output_ttl is not None:
+        check_seconds(args.output_ttl, "output TTL", minimum=0.001)
     plan = []
     for name in args.outputs:
         info = c.output_info(name)

@@ -22,10 +22,10 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .coordinator import Coordinator
+from .coordinator import Coordinator, check_client
 from .errors import ConfigurationError, InvalidArgument, InvalidType, LockLost, ResourceUnavailable
 from .job import Job, caller_name, new_job_id
-from .names import check_names, check_text
+from .names import check_job_id, check_names
 from .protocol import check_seconds
 
 _GHD: Any = object()
@@ -53,6 +53,7 @@ def _conn(conn: Any) -> Any:
 
 def _coordinator(conn: Any, history: bool = True, output_ttl: float | None = None) -> Coordinator:
     """The coordinator for ``conn`` and the current ``GLOBAL_PREFIX``, made once."""
+    check_client(conn, want_async=False)  # before it is used as a weak key
     key = (_setting("GLOBAL_PREFIX") or "", bool(history), output_ttl)
     per_conn = _COORDINATORS.setdefault(conn, {})
     if key not in per_conn:
@@ -148,6 +149,8 @@ class ResourceManager:
         if output_duration is not None and output_duration <= 0:
             raise InvalidArgument("output_duration must be > 0")
         self.output_duration = output_duration or _setting("OUTPUT_DURATION")
+        if suffix is not None and not isinstance(suffix, str):
+            raise InvalidType(f"suffix must be None or a str, not {type(suffix).__name__}")
         self.suffix = suffix
         self._job: Job | None = None
         self._lock = threading.RLock()
@@ -156,6 +159,8 @@ class ResourceManager:
     @property
     def identifier(self) -> str:
         """``<base>.<random>[.<suffix>]``; the suffix may be set until the job starts."""
+        if self.suffix is not None and not isinstance(self.suffix, str):
+            raise InvalidType(f"suffix must be None or a str, not {type(self.suffix).__name__}")
         s = (self.suffix or "").strip(".")
         return self._identifier + (f".{s}" if s else "")
 
@@ -163,7 +168,7 @@ class ResourceManager:
         """Use ``<base_identifier>.<48-bit random>`` as the job id."""
         if self.is_running:
             raise RuntimeError("Can't set the identifier after starting")
-        self._identifier = new_job_id(check_text(str(base_identifier), "job id"))
+        self._identifier = new_job_id(check_job_id(str(base_identifier), "job id"))
 
     @property
     def is_running(self) -> bool:
@@ -182,7 +187,7 @@ class ResourceManager:
     def _make_job(self, conn: Any, heartbeat: bool) -> Job:
         coordinator = _coordinator(conn, bool(self.graph_history), self.output_duration)
         return coordinator.job(self.inputs, self.outputs, self.duration, self.wait, self.overwrite, heartbeat,
-                               job_id=check_text(self.identifier, "job id"))
+                               job_id=check_job_id(self.identifier, "job id"))
 
     def can_run(self, conn: Any = None) -> dict[str, Any]:
         """``{'ok': True}`` if the job could start now, else ``{'ok': False, 'err': {reason: [names]}}``."""

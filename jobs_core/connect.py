@@ -14,10 +14,17 @@ parameters are client options, as redis-py reads them (``socket_timeout=5``,
 them. The user and password of a Sentinel URL are the master's; the
 sentinels' own password, if they have one, is the option ``sentinel_password``.
 A port left out is 6379 (26379 for a sentinel).
+
+Clients of one server or of a Sentinel-managed master retry a command whose
+connection dropped as ``redis.Redis(...)`` does by default (``Redis.from_url``
+alone would not retry); every jobs_core script is safe to replay. A ``retry``
+option replaces that policy.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -51,15 +58,29 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
                 import redis.asyncio as redis_mod
             else:
                 import redis as redis_mod  # type: ignore[no-redef]
-            return redis_mod.Redis.from_url(url, **options)
+            return redis_mod.Redis.from_url(url, **_with_retry(redis_mod, options))
         tls = scheme.startswith("rediss")
         hosts, path, kwargs = _split(url, tls, 26379 if scheme.endswith("sentinel") else 6379)
         kwargs.update(options)
         if scheme.endswith("sentinel"):
-            return _sentinel_master(hosts, path, kwargs, asyncio)
+            if asyncio:
+                import redis.asyncio as redis_mod
+            else:
+                import redis as redis_mod  # type: ignore[no-redef]
+            return _sentinel_master(hosts, path, _with_retry(redis_mod, kwargs), asyncio)
         return _cluster(hosts, path, kwargs, asyncio)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: {exc}") from None
+
+
+def _with_retry(redis_mod: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the retry policy ``redis_mod.Redis(...)`` has by default, unless they set one."""
+    if "retry" in options:
+        return options
+    parameter = inspect.signature(redis_mod.Redis.__init__).parameters.get("retry")
+    if parameter is None or parameter.default in (None, inspect.Parameter.empty):
+        return options
+    return {**options, "retry": copy.deepcopy(parameter.default)}
 
 
 def _split(url: str, tls: bool, default_port: int) -> tuple[list[tuple[str, int]], list[str], dict[str, Any]]:

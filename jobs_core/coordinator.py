@@ -27,7 +27,7 @@ from .job import Job, caller_name, new_job_id
 from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
-from .names import check_name, check_names, check_text
+from .names import check_job_id, check_name, check_names, check_text
 from .protocol import (
     LOST,
     Plan,
@@ -65,6 +65,8 @@ def check_client(client: Any, want_async: bool) -> None:
         raise ConfigurationError(
             "no Redis connection: pass a client (redis.Redis(...)), or use "
             f"from_url('redis://host:6379/0') or from_env() with {ENV_URL} set")
+    if any(klass.__name__.endswith("Pipeline") for klass in type(client).__mro__):
+        raise ConfigurationError("expected a redis-py or valkey-py client, got a pipeline: pass the client itself")
     # a cluster client needs no pubsub(): the listener subscribes on the channel's node itself
     pubsub = hasattr(client, "pubsub") or is_cluster_client(client)
     if not (hasattr(client, "register_script") and hasattr(client, "pipeline") and pubsub):
@@ -250,7 +252,7 @@ class CoordinatorBase:
         return (yield from self._report_flow(now, blockers))
 
     def _holder_flow(self, job_id: str) -> Flow:
-        job_id = check_text(job_id, "job id")
+        job_id = check_job_id(job_id, "job id")
         record, expires = yield BATCH, [cmd("hgetall", self.keys.holder(job_id)),
                                         cmd("zscore", self.keys.running, job_id)], False
         holder = holder_facts(job_id, record, None if expires is None else float(expires))
@@ -295,9 +297,10 @@ class CoordinatorBase:
 
     def _stop_job_flow(self, job_id: str, failed: bool, token: int | None, output_ttl: float | None) -> Flow:
         """Stop a running job by id, from any process: see :meth:`Coordinator.stop_job`."""
-        job_id = check_text(job_id, "job id")
+        job_id = check_job_id(job_id, "job id")
         if token is not None and (isinstance(token, bool) or not isinstance(token, int) or token < 1):
             raise InvalidType(f"a fencing token is a positive int, not {token!r}")
+        given_ttl = None if output_ttl is None else check_seconds(output_ttl, "output_ttl", minimum=0.001)
         io, record = yield BATCH, [cmd("get", self.keys.job(job_id)), cmd("hgetall", self.keys.holder(job_id))], False
         if io is None:
             raise NotRunning(f"job {job_id!r} is not running (never started, already stopped, or its lease ran out)")
@@ -305,8 +308,8 @@ class CoordinatorBase:
         fields = running_fields(record)
         if token is None and "token" in fields:
             token = int(fields["token"])
-        if output_ttl is not None:
-            ttl: float | None = check_seconds(output_ttl, "output_ttl", minimum=0.001)
+        if given_ttl is not None:
+            ttl: float | None = given_ttl
         elif fields:
             ttl = int(fields.get("ttl") or 0) / 1000 or None  # the output time to live the job started with
         else:
@@ -386,9 +389,18 @@ class Coordinator(CoordinatorBase):
         self._running: weakref.WeakSet[Job] = weakref.WeakSet()
 
     def close(self) -> None:
-        """Stop the wake-up listener and close the client's connections."""
+        """Stop the wake-up listener and the heartbeat, and close the client's connections.
+
+        Jobs still running keep their locks until their leases run out: they
+        are no longer renewed (a warning says how many).
+        """
         if self._listener is not None:
             self._listener.close()
+        if self._heartbeat is not None:
+            beating = self._heartbeat.stop()
+            if beating:
+                log.warning("coordinator closed with %d running job(s) on its heartbeat: their leases are no "
+                            "longer renewed and lapse", beating)
         close_client(self.client)
 
     def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
@@ -558,7 +570,7 @@ class Coordinator(CoordinatorBase):
         A current writer of any of them is fenced out. ``job_id`` is recorded as
         the writer (default ``<file>:<function>.<random>`` of the caller).
         """
-        job_id = check_text(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
+        job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
         return self._run(self._create_flow(outputs, job_id, ttl))
 
     def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:

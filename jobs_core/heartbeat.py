@@ -62,6 +62,18 @@ class Heartbeat:
                 self._heap = [e for e in self._heap if self._gens.get(id(e[2])) == e[1]]
                 heapq.heapify(self._heap)
 
+    def stop(self) -> int:
+        """Renew nothing more: forget every job (the thread exits); return how many were beating."""
+        if self._pid != os.getpid():
+            return 0
+        with self._cond:
+            live = len(self._gens)
+            self._heap.clear()
+            self._gens.clear()
+            self._thread = None  # the thread sees it is no longer the one and exits
+            self._cond.notify_all()
+        return live
+
     def _push(self, job: Beating, delay: float) -> int:
         seq = next(self._seq)
         self._gens[id(job)] = seq
@@ -73,7 +85,8 @@ class Heartbeat:
             with self._cond:
                 job = self._next_due()
                 if job is None:
-                    self._thread = None
+                    if self._thread is threading.current_thread():
+                        self._thread = None
                     return
             try:
                 delay = job._beat()
@@ -89,6 +102,8 @@ class Heartbeat:
     def _next_due(self) -> Beating | None:
         """Wait for the next live entry to come due; None after IDLE_EXIT idle seconds."""
         while True:
+            if self._thread is not threading.current_thread():
+                return None  # stopped; or replaced by a thread started after a stop
             while self._heap and self._gens.get(id(self._heap[0][2])) != self._heap[0][1]:
                 heapq.heappop(self._heap)
             if not self._heap:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, group_reasons
-from .names import check_names, check_text, fold
+from .names import check_job_id, check_names, fold
 from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
 from .steps import BATCH, CALL, Flow, cmd
 
@@ -87,9 +87,9 @@ class JobBase:
         self.on_lost = on_lost
         self.coordinator = coordinator
         if job_id is not None:
-            self._base, self._fixed = check_text(job_id, "job id"), True
+            self._base, self._fixed = check_job_id(job_id, "job id"), True
         else:
-            self._base, self._fixed = check_text(name or caller_name(_depth), "job name"), False
+            self._base, self._fixed = check_job_id(name or caller_name(_depth), "job name"), False
         self._named = job_id is not None or name is not None
         self.id = self._base if self._fixed else new_job_id(self._base)
         #: The fencing token of the current (or last) start; None before the first.
@@ -323,7 +323,7 @@ class JobBase:
             job = self.clone()
             code = getattr(fn, "__code__", None)
             if code is not None:
-                job._base = check_text(f"{code.co_filename}:{code.co_name}", "job name")
+                job._base = check_job_id(f"{code.co_filename}:{code.co_name}", "job name")
                 job.id, job._plan = new_job_id(job._base), None
             job._plan_now()  # built once; every call's clone reuses it
         return job, "job" in inspect.signature(fn).parameters

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -56,6 +57,8 @@ def parse_when(value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidType(f"a time bound must be a timestamp, datetime, date or text, not {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"a time bound must be a finite timestamp, not {value!r}")
         return float(value)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:

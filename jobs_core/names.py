@@ -19,7 +19,7 @@ RESERVED_PREFIXES = ("jobs:", "ilock:", "olock:")
 MAX_NAME_BYTES = 1024
 #: Digits runs folded by lineage so day-partitioned runs share one graph node.
 EDGE_RE = re.compile("[0-9][0-9-]*")
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class NG:
@@ -79,6 +79,19 @@ def check_text(value: Any, what: str = "name") -> str:
     if ARROW in value:
         raise InvalidName(value, f"a {what} cannot contain {ARROW!r}, the lineage edge separator")
     return value
+
+
+def check_job_id(value: Any, what: str = "job id") -> str:
+    """Validate a job id or job name: text as :func:`check_text`, and no arrow at its ends.
+
+    Lineage edges are ``input -> job`` and ``job -> output``: an id starting
+    with ``"-> "`` or ending with ``" ->"`` would make them ambiguous.
+    """
+    job_id = check_text(value, what)
+    if job_id.startswith(ARROW.lstrip()) or job_id.endswith(ARROW.rstrip()):
+        raise InvalidName(job_id, f"a {what} cannot start with {ARROW.lstrip()!r} or end with {ARROW.rstrip()!r}: "
+                                  "its lineage edges would be ambiguous")
+    return job_id
 
 
 def check_name(value: Any) -> str:

@@ -31,7 +31,13 @@ import redis
 import jobs_core
 
 from .cluster import LocalCluster, valkey_binary
+from .reliability import deselect_long
 from .servers import RedisServer, ValkeyServer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselect_long(config, items)
+
 
 #: Run the backend-parametrized tests on local clusters too (``JOBS_TEST_CLUSTER=1``).
 CLUSTER = os.environ.get("JOBS_TEST_CLUSTER", "") not in ("", "0")

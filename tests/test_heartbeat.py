@@ -111,3 +111,23 @@ def test_heartbeat_thread_serves_many_jobs(redis7, prefix):
         j.check()
         j.stop()
     assert len(set(threading.enumerate()) - before) == 1
+
+
+def test_close_stops_the_heartbeat_and_the_leases_lapse(redis7, prefix, caplog):
+    """Closing a coordinator with a running job stops renewing it (and says so): the thread exits at
+    once, the lock lapses with its lease, and a later coordinator can take the output."""
+    client = redis7.client()
+    c = jobs_core.Coordinator(redis7.client(), prefix)
+    job = c.job([], ["x"], duration=0.4).start()
+    thread = c.heartbeat._thread
+    assert thread is not None and thread.is_alive()
+    c.close()
+    assert "closed with 1 running job(s)" in caplog.text
+    thread.join(1.0)
+    assert not thread.is_alive()
+    assert wait_for(lambda: client.get(prefix + "olock:x") is None, timeout=1.0)  # not renewed
+    other = jobs_core.Coordinator(client, prefix)
+    with other.job([], ["x"], duration=5) as second:
+        assert second.token > job.token
+    with pytest.raises(LockLost):
+        job.stop()

@@ -13,7 +13,7 @@ import luigi
 from luigi.task import flatten
 
 from jobs_core import InvalidArgument, InvalidName, Job, NotRunning
-from jobs_core.names import check_text
+from jobs_core.names import check_job_id
 
 from .config import jobs
 from .locks import Locks, check_outputs
@@ -147,7 +147,7 @@ class JobsTaskMixin:
         readable = "luigi:{}({})".format(self.get_task_family(),
                                          ", ".join(f"{k}={v}" for k, v in params.items()))
         try:
-            return check_text(readable, "job id")
+            return check_job_id(readable, "job id")
         except InvalidName:
             return f"luigi:{self.task_id}"
 
