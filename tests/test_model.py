@@ -1,0 +1,468 @@
+"""Model-based testing: hypothesis drives several clients against a real redis-server.
+
+A :class:`RuleBasedStateMachine` makes jobs on three coordinators (redis-py
+with bytes replies, redis-py decoding, valkey-py), all in one namespace, and
+starts, refreshes, checks and stops them (as written or failed), lets short
+leases run out for real, force-unlocks names, creates outputs, starts a
+second copy of a running job id, and asks why a job would be blocked. After
+each step the outcome (token, blockers, lost locks, errors) and the state in
+Redis (outputs, write locks, live read locks, fencing counter) must match
+:class:`Model`, a few lines of Python per rule of DESIGN.md §1 and §4.
+
+Time is real: short leases are 0.25 s. The model knows each start's lease
+expiry only within the window [sent + lease, answered + lease] (the monotonic
+clock runs at the server clock's rate on one machine), so before each step
+it sleeps past any expiry due within the next 50 ms, and discards the rare
+example whose step still overlapped one (``ambiguous``).
+
+CI runs a bounded number of examples; ``-m long`` runs many more.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+import jobs_core
+from jobs_core import LockLost, NotRunning, ResourceUnavailable
+
+from .reliability import report
+
+#: hypothesis warns when the global ``random`` state changes while it draws an example; a thread
+#: another test left behind (redis-py's retry backoff draws its jitter there) can do that, and
+#: has nothing to do with the examples drawn here
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
+NAMES = ("a", "b", "c")
+SHORT, LONG = 0.25, 30.0
+#: Slack around a lease's expiry window (clock rates, millisecond rounding of PX).
+MARGIN = 0.015
+#: A step is assumed to take less than this; expiries due sooner are waited out first.
+BUDGET = 0.05
+
+FIGURES: dict[str, int] = {"examples": 0, "steps": 0, "starts": 0, "refused": 0, "lost_reports": 0,
+                           "expiries": 0, "unlocks": 0, "creates": 0, "twins": 0, "ambiguous": 0}
+
+
+class JobModel:
+    """One Job object and what the model expects of it."""
+
+    def __init__(self, job: jobs_core.Job, lease: float) -> None:
+        self.job = job
+        self.id = job.id
+        self.inputs, self.outputs = job.inputs, job.outputs
+        self.lease = lease
+        self.active = False  # started and not stopped, as the Job object sees itself
+        self.token: int | None = None
+        self.window: tuple[float, float] | None = None  # lease expiry of its current start, monotonic
+        self.lost = False  # job.lost is set
+
+    def __repr__(self) -> str:
+        return f"<{self.id} {'active' if self.active else 'idle'} token={self.token}>"
+
+
+class Model:
+    """DESIGN.md's rules over names a, b, c; liveness decided for one step's time window."""
+
+    def __init__(self) -> None:
+        self.written: dict[str, str] = {}
+        self.writer: dict[str, JobModel] = {}
+        self.readers: dict[str, dict[str, JobModel]] = {n: {} for n in NAMES}
+        self.record: dict[str, tuple[JobModel, bool]] = {}  # holder record per id: (start, running?)
+        self.counter = 0
+
+    @staticmethod
+    def live(jm: JobModel, s: float, r: float) -> bool:
+        # the caller made sure the step [s, r] is not within the window
+        return jm.window is not None and jm.window[0] - MARGIN > r
+
+    def holder(self, job_id: str, s: float, r: float) -> JobModel | None:
+        """The start whose holder record exists for ``job_id`` (a running one only while live)."""
+        rec = self.record.get(job_id)
+        if rec is None or (rec[1] and not self.live(rec[0], s, r)):
+            return None
+        return rec[0]
+
+    def running(self, job_id: str, s: float, r: float) -> JobModel | None:
+        rec = self.record.get(job_id)
+        return rec[0] if rec and rec[1] and self.live(rec[0], s, r) else None
+
+    def live_writer(self, name: str, s: float, r: float) -> JobModel | None:
+        w = self.writer.get(name)
+        return w if w is not None and self.live(w, s, r) else None
+
+    def live_readers(self, name: str, s: float, r: float) -> dict[str, JobModel]:
+        return {i: jm for i, jm in self.readers[name].items() if self.live(jm, s, r)}
+
+    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float
+                 ) -> set[tuple[str, str]]:
+        out = set()
+        if job_id and self.running(job_id, s, r) is not None:
+            out.add(("job_running", job_id))
+        for n in inputs:
+            w = self.live_writer(n, s, r)
+            if (w is not None and w.id != job_id) or n not in self.written:
+                out.add(("input_missing", n))
+        for n in outputs:
+            if not overwrite and n in self.written:
+                out.add(("output_exists", n))
+                continue
+            w = self.live_writer(n, s, r)
+            if w is not None and w.id != job_id:
+                out.add(("output_locked", n))
+            elif any(i != job_id for i in self.live_readers(n, s, r)):
+                out.add(("output_used", n))
+        return out
+
+    def held(self, jm: JobModel) -> tuple[list[str], list[str]]:
+        return ([n for n in jm.inputs if self.readers[n].get(jm.id) is jm],
+                [n for n in jm.outputs if self.writer.get(n) is jm])
+
+    def release(self, jm: JobModel) -> None:
+        for n in jm.inputs:
+            if self.readers[n].get(jm.id) is jm:
+                del self.readers[n][jm.id]
+        for n in jm.outputs:
+            if self.writer.get(n) is jm:
+                del self.writer[n]
+
+
+def lost_pairs(lost: dict[str, list[str]]) -> set[tuple[str, str]]:
+    return {(reason, n) for reason, names in lost.items() for n in names}
+
+
+def all_lost(jm: JobModel) -> set[tuple[str, str]]:
+    return {("input_lock_lost", n) for n in jm.inputs} | {("output_lock_lost", n) for n in jm.outputs}
+
+
+def text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+names = st.lists(st.sampled_from(NAMES), unique=True, max_size=3)
+ACTIONS = ["start", "refresh", "start", "stop", "check", "repair", "stop_failed", "start", "why_blocked", "stop",
+           "pause", "expire"]
+#: client, inputs, outputs, overwrite, short lease
+job_specs = st.tuples(st.integers(0, 2), st.lists(st.sampled_from(NAMES), unique=True, max_size=2),
+                      names.filter(bool), st.sampled_from([True, True, False]), st.booleans())
+
+
+def machine(url: str) -> type[RuleBasedStateMachine]:
+    class Jobs(RuleBasedStateMachine):
+        jobs = Bundle("jobs")
+
+        def __init__(self) -> None:
+            super().__init__()
+            FIGURES["examples"] += 1
+            self.prefix = f"m{secrets.token_hex(4)}:"
+            import valkey
+            options = {"socket_timeout": 10}
+            self.clients = [redis.Redis.from_url(url, **options),
+                            redis.Redis.from_url(url, decode_responses=True, **options),
+                            valkey.Valkey.from_url(url, **options)]
+            self.coordinators = [jobs_core.Coordinator(c, self.prefix) for c in self.clients]
+            self.admin = self.clients[0]
+            self.model = Model()
+            self.all: list[JobModel] = []
+            self.serial = 0
+
+        # -- time ----------------------------------------------------------------------------
+
+        def settle(self) -> None:
+            """Sleep past every lease expiry due within the next BUDGET seconds."""
+            while True:
+                now = time.monotonic()
+                due = [jm.window[1] + MARGIN for jm in self.all if jm.window is not None
+                       and jm.window[0] - MARGIN < now + BUDGET and jm.window[1] + MARGIN > now]
+                if not due:
+                    return
+                time.sleep(max(due) - now + 0.001)
+
+        def step(self, call: Any) -> tuple[Any, BaseException | None, float, float]:
+            """Run one call after settling; returns (result, error, sent, answered)."""
+            self.settle()
+            FIGURES["steps"] += 1
+            s = time.monotonic()
+            try:
+                result, error = call(), None
+            except (ResourceUnavailable, LockLost, NotRunning) as exc:
+                result, error = None, exc
+            r = time.monotonic()
+            self.unambiguous(s, r)
+            return result, error, s, r
+
+        def unambiguous(self, s: float, r: float) -> None:
+            """Discard the example if a lease expiry fell within [s, r]: the model cannot tell."""
+            ambiguous = any(jm.window is not None and jm.window[0] - MARGIN < r and jm.window[1] + MARGIN > s
+                            for jm in self.all)
+            if ambiguous:
+                FIGURES["ambiguous"] += 1
+            assume(not ambiguous)
+
+        # -- rules ---------------------------------------------------------------------------
+
+        @initialize(target=jobs, specs=st.lists(job_specs, min_size=3, max_size=4))
+        def seed(self, specs):
+            self.model.written.update(a="seed", b="seed")
+            self.coordinators[0].create_outputs(["a", "b"], job_id="seed")
+            self.model.counter += 1
+            return multiple(*(self.make(*spec) for spec in specs))
+
+        def make(self, client, inputs, outputs, overwrite, short) -> JobModel:
+            outputs = [n for n in outputs if n not in inputs]
+            lease = SHORT if short else LONG
+            self.serial += 1
+            job = self.coordinators[client].job(inputs, outputs, duration=lease, overwrite=overwrite,
+                                                heartbeat=False, job_id=f"j{self.serial}")
+            jm = JobModel(job, lease)
+            self.all.append(jm)
+            return jm
+
+        @precondition(lambda self: len(self.all) < 7)
+        @rule(target=jobs, spec=job_specs)
+        def new_job(self, spec):
+            return self.make(*spec)
+
+        @precondition(lambda self: len(self.all) < 8)
+        @rule(target=jobs, of=jobs, client=st.integers(0, 2))
+        def twin(self, of, client):
+            """Another Job with the same id (the same task run elsewhere): one start per id at a time."""
+            FIGURES["twins"] += 1
+            job = self.coordinators[client].job(of.inputs, of.outputs, duration=of.lease,
+                                                overwrite=of.job.overwrite, heartbeat=False, job_id=of.id)
+            jm = JobModel(job, of.lease)
+            self.all.append(jm)
+            return jm
+
+        @rule(jm=jobs, action=st.sampled_from(ACTIONS), data=st.data())
+        def act(self, jm, action, data):
+            """One call: on a job, or a repair or question on the namespace. One rule with weighted
+            actions, so that hypothesis's choice of rules does not starve the starts."""
+            FIGURES[action] = FIGURES.get(action, 0) + 1
+            if action == "stop_failed":
+                self._stop(jm, failed=True)
+            elif action == "stop":
+                self._stop(jm, failed=False)
+            elif action == "expire":
+                self._expire(data)
+            elif action == "pause":
+                time.sleep(data.draw(st.sampled_from([0.01, 0.05]), label="seconds"))
+            elif action in ("repair", "why_blocked"):
+                getattr(self, "_" + action)(data.draw(st.integers(0, 2), label="client"),
+                                            data.draw(names, label="inputs"), data.draw(names, label="outputs"),
+                                            data.draw(st.booleans(), label="create or overwrite"))
+            else:
+                getattr(self, "_" + action)(jm)
+
+        def _start(self, jm: JobModel) -> None:
+            before = jm.token
+            _, error, s, r = self.step(jm.job.start)
+            m = self.model
+            if jm.active:
+                assert error is None and jm.job.token == before  # already running: no-op
+                return
+            expected = m.blockers(jm.id, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            if expected:
+                FIGURES["refused"] += 1
+                assert isinstance(error, ResourceUnavailable), (error, expected)
+                assert {(b.reason, b.name) for b in error.blockers} == expected
+                assert set(error.args[0]) == {reason for reason, _ in expected}
+                assert not jm.job.is_running
+                return
+            assert error is None, (error, m.written, m.writer, m.readers)
+            FIGURES["starts"] += 1
+            m.counter += 1
+            assert jm.job.token == m.counter  # fencing: the next integer of the namespace
+            jm.active, jm.token, jm.lost, jm.window = True, m.counter, False, (s + jm.lease, r + jm.lease)
+            m.record[jm.id] = (jm, True)
+            for n in jm.inputs:
+                m.readers[n][jm.id] = jm
+            for n in jm.outputs:
+                m.writer[n] = jm
+
+        def _refresh(self, jm: JobModel) -> None:
+            _, error, s, r = self.step(jm.job.refresh)
+            m = self.model
+            if not jm.active:
+                assert isinstance(error, NotRunning), error
+                return
+            if m.holder(jm.id, s, r) is not jm:
+                lost = all_lost(jm)
+            else:
+                ins, outs = m.held(jm)
+                lost = all_lost(jm) - {("input_lock_lost", n) for n in ins} - {("output_lock_lost", n) for n in outs}
+                jm.window = (s + jm.lease, r + jm.lease)  # what it still holds is renewed, lost or not
+            if lost:
+                FIGURES["lost_reports"] += 1
+                assert isinstance(error, LockLost), (error, lost)
+                assert lost_pairs(error.lost) == lost
+                assert lost_pairs(jm.job.lost) >= lost
+                jm.lost = True
+            else:
+                assert error is None, error
+
+        def _stop(self, jm: JobModel, failed: bool) -> None:
+            _, error, s, r = self.step(lambda: jm.job.stop(failed=failed))
+            m = self.model
+            if not jm.active:
+                assert error is None
+                return
+            holder = m.holder(jm.id, s, r)
+            if holder is not None and holder is not jm:
+                lost = all_lost(jm)  # a later start of the id owns it all: nothing is touched
+            elif holder is None:
+                lost = all_lost(jm)  # its lease ran out, and its holder record with it
+                m.release(jm)
+                if m.record.get(jm.id, (None,))[0] is jm:
+                    del m.record[jm.id]
+            else:
+                ins, outs = m.held(jm)
+                lost = all_lost(jm) - {("input_lock_lost", n) for n in ins} - {("output_lock_lost", n) for n in outs}
+                m.release(jm)
+                if not failed and not lost:
+                    for n in jm.outputs:
+                        m.written[n] = jm.id
+                m.record[jm.id] = (jm, False)
+            jm.active, jm.window = False, None
+            assert not jm.job.is_running
+            if failed or not lost:
+                assert error is None, error
+            else:
+                FIGURES["lost_reports"] += 1
+                assert isinstance(error, LockLost), (error, lost)
+                assert lost_pairs(error.lost) == lost
+                jm.lost = True
+
+        def _check(self, jm: JobModel) -> None:
+            """check(): no round trip; raises once a loss is known or the lease may have run out."""
+            _, error, s, r = self.step(jm.job.check)
+            if jm.lost:
+                assert isinstance(error, LockLost), error
+            elif not jm.active:
+                assert isinstance(error, NotRunning), error
+            elif jm.window[0] - MARGIN < s:
+                assert isinstance(error, LockLost), error
+            else:
+                assert error is None, error
+
+        def _expire(self, data: Any) -> None:
+            """Let the lease of a running job's start run out (for real: it is short)."""
+            now = time.monotonic()
+            due = [jm for jm in self.all if jm.window is not None and jm.lease == SHORT and jm.window[1] + MARGIN > now]
+            if due:
+                jm = data.draw(st.sampled_from(due), label="expire")
+                FIGURES["expiries"] += 1
+                time.sleep(jm.window[1] + MARGIN - time.monotonic() + 0.001)
+
+        def _repair(self, client: int, inputs: list[str], outputs: list[str], create: bool) -> None:
+            """Force-unlock names (every reader of the inputs, the writer of the outputs), or mark
+            outputs written (fencing their writers out)."""
+            m = self.model
+            if create and outputs:
+                FIGURES["creates"] += 1
+                self.serial += 1
+                writer = f"repair{self.serial}"
+                token, _, _, _ = self.step(lambda: self.coordinators[client].create_outputs(outputs, job_id=writer))
+                m.counter += 1
+                assert token == m.counter
+                for n in outputs:
+                    m.written[n] = writer
+                    m.writer.pop(n, None)
+                return
+            FIGURES["unlocks"] += 1
+            self.step(lambda: self.coordinators[client].unlock(inputs, outputs))
+            m.counter += 1
+            for n in inputs:
+                m.readers[n].clear()
+            for n in outputs:
+                m.writer.pop(n, None)
+
+        def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool) -> None:
+            report_, _, s, r = self.step(lambda: self.coordinators[client].why_blocked(inputs, outputs, overwrite))
+            expected = self.model.blockers("", inputs, outputs, overwrite, s, r)
+            assert report_.can_start == (not expected)
+            assert {(b.reason, b.name) for b in report_.blockers} == expected
+
+        # -- the state in Redis ------------------------------------------------------------------
+
+        @invariant()
+        def redis_matches_the_model(self):
+            p, m = self.prefix, self.model
+            pipe = self.admin.pipeline(transaction=True)  # one atomic snapshot, with the server's clock
+            pipe.time()
+            pipe.get(p + "jobs:token")
+            for n in NAMES:
+                pipe.get(p + n)
+                pipe.get(p + "olock:" + n)
+                pipe.zrange(p + "ilock:" + n, 0, -1, withscores=True)
+            self.settle()
+            s = time.monotonic()
+            replies = pipe.execute()
+            r = time.monotonic()
+            self.unambiguous(s, r)
+            (sec, usec), counter, rest = replies[0], replies[1], replies[2:]
+            now = sec + usec / 1e6
+            assert int(counter or 0) == m.counter
+            for i, n in enumerate(NAMES):
+                value, lock, readers = rest[3 * i: 3 * i + 3]
+                live = {text(member) for member, score in readers if score > now}
+                assert text(value) == m.written.get(n), n
+                writer = m.live_writer(n, s, r)
+                assert text(lock) == (writer.id if writer else None), n
+                assert live == set(m.live_readers(n, s, r)), n
+                # the rules themselves, on what Redis holds: one writer, and no reader beside it
+                assert lock is None or live <= {text(lock)}, n
+
+        def teardown(self):
+            for jm in self.all:
+                if jm.active:
+                    try:
+                        jm.job.stop(failed=True)
+                    except Exception:
+                        pass
+            keys = list(self.admin.scan_iter(match=self.prefix + "*"))
+            if keys:
+                self.admin.delete(*keys)
+            for c in self.clients:
+                c.close()
+
+    return Jobs
+
+
+def run_machine(url: str, examples: int, steps: int, name: str) -> None:
+    for key in FIGURES:
+        FIGURES[key] = 0
+    began = time.monotonic()
+    run_state_machine_as_test(machine(url), settings=settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    report(name, {**FIGURES, "seconds": round(time.monotonic() - began, 1), "max_examples": examples,
+                  "steps_per_example": steps})
+    assert FIGURES["starts"] > 0 and FIGURES["refused"] > 0 and FIGURES["lost_reports"] > 0
+
+
+def test_model(redis_server):
+    run_machine(redis_server.url, examples=100, steps=30, name="model")
+
+
+@pytest.mark.long
+def test_model_long(redis_server):
+    run_machine(redis_server.url, examples=int(os.environ.get("JOBS_MODEL_EXAMPLES", 2000)), steps=60,
+                name="model-long")
