@@ -290,6 +290,7 @@ def test_fuzz(name):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)  # the project's 300 s limit is for the CI-sized runs
 def test_fuzz_long():
     for name in PROPERTIES:
         fuzz(name, examples=20_000)

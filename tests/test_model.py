@@ -463,6 +463,7 @@ def test_model(redis_server):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)  # the project's 300 s limit is for the CI-sized runs
 def test_model_long(redis_server):
     run_machine(redis_server.url, examples=int(os.environ.get("JOBS_MODEL_EXAMPLES", 2000)), steps=60,
                 name="model-long")

@@ -177,6 +177,7 @@ def test_stress(redis_server, tmp_path):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)  # the project's 300 s limit is for the CI-sized runs
 def test_stress_long(redis_server, tmp_path):
     seconds = float(os.environ.get("JOBS_STRESS_SECONDS", 180))
     stress(redis_server, tmp_path, processes=int(os.environ.get("JOBS_STRESS_PROCESSES", 32)), seconds=seconds,
