@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import jobs_core
 
@@ -89,7 +91,9 @@ def test_tls_is_enforced(tls_server, prefix):
         f"{tls_server.url}?ssl_certfile={quote(str(c['client_cert']))}&ssl_keyfile={quote(str(c['client_key']))}",
     ]
     for url in attempts:
-        coordinator = jobs_core.Coordinator.from_url(url, prefix, socket_timeout=2, socket_connect_timeout=2)
+        # no retries: each attempt would fail the same way, after its timeout
+        coordinator = jobs_core.Coordinator.from_url(url, prefix, socket_timeout=2, socket_connect_timeout=2,
+                                                     retry=Retry(NoBackoff(), 0))
         with pytest.raises(redis.ConnectionError):
             coordinator.job([], ["x"], duration=5).start()
         coordinator.close()
