@@ -148,12 +148,14 @@ def run_sync(cfg: dict[str, Any], rnd: random.Random, out: Any) -> None:
             rec["token"] = manager._job.token  # the compat API does not show the token; the job does
             rec["blocked"] = bool(manager._job.blockers)
             stop = manager.stop
-        elif cfg.get("sabotage") and spec["outputs"]:
+        elif cfg.get("sabotage") and (spec["outputs"] or me % 2 == 0):
             # a rogue writer that takes no lock (to show the checker catches one): it reuses the last
-            # token and writes its outputs the way a client ignoring the locks would
+            # token and writes its outputs the way a client ignoring the locks would; every job of an
+            # even process is one, the odd processes also run honest readers
             rec["job"] = f"stress.p{me}.rogue.{seq}"
+            rec["inputs"] = [n for n in rec["inputs"] if n != "s0"]
             rec["outputs"] = [n for n in dict.fromkeys(["s0", *rec["outputs"]]) if n not in rec["inputs"]]
-            spec["hold"] = 0.05  # every rogue writes s0 for a while: they run into each other
+            spec["hold"] = 0.2  # every rogue writes s0 for a while: they run into each other
             rec["token"] = int(client.get(prefix + "jobs:token") or 0)
 
             def stop(failed: bool, rec: dict[str, Any] = rec) -> None:
