@@ -60,8 +60,7 @@ class AsyncJob(JobBase):
                         log.warning("job %s: could not check whether a failed start took locks; they expire "
                                     "with their lease (%ss)", self.id, self.duration, exc_info=True)
                 raise
-            if self.heartbeat is not None:
-                self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
+            self._start_beating()
             return self
 
     async def resume(self, token: int) -> AsyncJob:
@@ -70,8 +69,7 @@ class AsyncJob(JobBase):
             if self._active:
                 raise NotRunning(f"job {self.id!r} is already running here (token {self.token})")
             await self.coordinator._run(self._resume_flow(token))
-            if self.heartbeat is not None:
-                self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
+            self._start_beating()
             return self
 
     async def detach(self, lease: float | None = None) -> int:
@@ -126,6 +124,11 @@ class AsyncJob(JobBase):
                 await result
         except Exception:
             log.exception("on_lost callback of job %s failed", self.id)
+
+    def _start_beating(self) -> None:
+        if self.heartbeat is not None:
+            self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
+            self.coordinator._track_beat(self._beat_task)
 
     async def _beat_loop(self) -> None:
         delay = self.heartbeat
@@ -266,8 +269,24 @@ class AsyncCoordinator(CoordinatorBase):
             self._listener = AsyncListener(self.client, self.keys.channel, self.sharded, self.poll)
         return await self._listener.wakeups(names, job_id)
 
+    def _track_beat(self, task: asyncio.Task[None]) -> None:
+        """Keep a running job's heartbeat task, so that :meth:`aclose` can stop it."""
+        tasks: set[asyncio.Task[None]] = self.__dict__.setdefault("_beat_tasks", set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     async def aclose(self) -> None:
-        """Stop the wake-up listener and close the client's connections."""
+        """Stop the wake-up listener and the heartbeats, and close the client's connections.
+
+        Jobs still running keep their locks until their leases run out: they
+        are no longer renewed (a warning says how many).
+        """
         if self._listener is not None:
             await self._listener.aclose()
+        beating = [task for task in self.__dict__.get("_beat_tasks", ()) if not task.done()]
+        for task in beating:
+            task.cancel()
+        if beating:
+            log.warning("coordinator closed with %d running job(s) on its heartbeat: their leases are no "
+                        "longer renewed and lapse", len(beating))
         await aclose_client(self.client)

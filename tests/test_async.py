@@ -128,3 +128,28 @@ def test_async_coordinator_refuses_sync_client(redis7, prefix):
         jobs_core.AsyncCoordinator(redis7.client(), prefix)
     with pytest.raises(jobs_core.ConfigurationError, match="AsyncCoordinator"):
         jobs_core.Coordinator(redis7.async_client(), prefix)
+
+
+def test_async_aclose_stops_the_heartbeats_and_the_leases_lapse(redis7, prefix, caplog):
+    """As with the sync coordinator: aclose() with a job running stops renewing it (and says so), so
+    its lock lapses with its lease and another job can take the output."""
+    client = redis7.client()
+
+    async def main():
+        c = jobs_core.AsyncCoordinator(redis7.async_client(), prefix)
+        job = await c.job([], ["x"], duration=0.4).start()
+        task = job._beat_task
+        assert task is not None and not task.done()
+        await c.aclose()
+        await asyncio.sleep(0)
+        assert task.cancelled() or task.done()
+        return job
+
+    job = run(main())
+    assert "closed with 1 running job(s)" in caplog.text
+    deadline = time.monotonic() + 1.0
+    while client.get(prefix + "olock:x") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert client.get(prefix + "olock:x") is None  # not renewed
+    with jobs_core.Coordinator(client, prefix).job([], ["x"], duration=5) as second:
+        assert second.token > job.token
