@@ -179,6 +179,10 @@ class AsyncCoordinator(CoordinatorBase):
     _async = True
     _listener: AsyncListener | None = None
 
+    def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(client, prefix, **kwargs)
+        self._beat_tasks: set[asyncio.Task[None]] = set()  # the running jobs' heartbeats, for aclose()
+
     async def _run(self, flow: Flow) -> Any:
         """Drive a flow on this client: the asyncio driver of :mod:`jobs_core.steps`."""
         waker = None
@@ -271,9 +275,8 @@ class AsyncCoordinator(CoordinatorBase):
 
     def _track_beat(self, task: asyncio.Task[None]) -> None:
         """Keep a running job's heartbeat task, so that :meth:`aclose` can stop it."""
-        tasks: set[asyncio.Task[None]] = self.__dict__.setdefault("_beat_tasks", set())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self._beat_tasks.add(task)
+        task.add_done_callback(self._beat_tasks.discard)
 
     async def aclose(self) -> None:
         """Stop the wake-up listener and the heartbeats, and close the client's connections.
@@ -283,7 +286,7 @@ class AsyncCoordinator(CoordinatorBase):
         """
         if self._listener is not None:
             await self._listener.aclose()
-        beating = [task for task in self.__dict__.get("_beat_tasks", ()) if not task.done()]
+        beating = [task for task in self._beat_tasks if not task.done()]
         for task in beating:
             task.cancel()
         if beating:

@@ -53,9 +53,12 @@ def _conn(conn: Any) -> Any:
 
 def _coordinator(conn: Any, history: bool = True, output_ttl: float | None = None) -> Coordinator:
     """The coordinator for ``conn`` and the current ``GLOBAL_PREFIX``, made once."""
-    check_client(conn, want_async=False)  # before it is used as a weak key
     key = (_setting("GLOBAL_PREFIX") or "", bool(history), output_ttl)
-    per_conn = _COORDINATORS.setdefault(conn, {})
+    try:
+        per_conn = _COORDINATORS.setdefault(conn, {})
+    except TypeError:  # not weak-referenceable, so not a client: say so as Coordinator(conn) would
+        check_client(conn, want_async=False)
+        raise
     if key not in per_conn:
         per_conn[key] = Coordinator(conn, key[0], history=key[1], output_ttl=output_ttl)
     return per_conn[key]
@@ -149,18 +152,25 @@ class ResourceManager:
         if output_duration is not None and output_duration <= 0:
             raise InvalidArgument("output_duration must be > 0")
         self.output_duration = output_duration or _setting("OUTPUT_DURATION")
-        if suffix is not None and not isinstance(suffix, str):
-            raise InvalidType(f"suffix must be None or a str, not {type(suffix).__name__}")
         self.suffix = suffix
         self._job: Job | None = None
         self._lock = threading.RLock()
         self.prefix_identifier(identifier or caller_name(1))
 
     @property
+    def suffix(self) -> str | None:
+        """Appended to the job id (``<base>.<random>.<suffix>``); may be set until the job starts."""
+        return self._suffix
+
+    @suffix.setter
+    def suffix(self, suffix: str | None) -> None:
+        if suffix is not None and not isinstance(suffix, str):
+            raise InvalidType(f"suffix must be None or a str, not {type(suffix).__name__}")
+        self._suffix = suffix
+
+    @property
     def identifier(self) -> str:
         """``<base>.<random>[.<suffix>]``; the suffix may be set until the job starts."""
-        if self.suffix is not None and not isinstance(self.suffix, str):
-            raise InvalidType(f"suffix must be None or a str, not {type(self.suffix).__name__}")
         s = (self.suffix or "").strip(".")
         return self._identifier + (f".{s}" if s else "")
 

@@ -52,21 +52,17 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
     if scheme not in SCHEMES:
         raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: unknown scheme {scheme!r}, use one of "
                                  + ", ".join(f"{s}://" for s in SCHEMES))
+    if asyncio:
+        import redis.asyncio as redis_mod
+    else:
+        import redis as redis_mod  # type: ignore[no-redef]
     try:
         if scheme in ("redis", "rediss", "unix"):
-            if asyncio:
-                import redis.asyncio as redis_mod
-            else:
-                import redis as redis_mod  # type: ignore[no-redef]
             return redis_mod.Redis.from_url(url, **_with_retry(redis_mod, options))
         tls = scheme.startswith("rediss")
         hosts, path, kwargs = _split(url, tls, 26379 if scheme.endswith("sentinel") else 6379)
         kwargs.update(options)
         if scheme.endswith("sentinel"):
-            if asyncio:
-                import redis.asyncio as redis_mod
-            else:
-                import redis as redis_mod  # type: ignore[no-redef]
             return _sentinel_master(hosts, path, _with_retry(redis_mod, kwargs), asyncio)
         return _cluster(hosts, path, kwargs, asyncio)
     except (ValueError, TypeError) as exc:

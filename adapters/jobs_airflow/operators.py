@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -34,6 +35,17 @@ DEFAULT_DEFERRAL_LEASE = 3600.0
 STATE_KEY = "jobs_core_lock"
 
 OperatorClass = TypeVar("OperatorClass", bound=type)
+
+
+
+@contextmanager
+def _closed_on_error(coordinator: jobs_core.Coordinator) -> Iterator[None]:
+    """Close ``coordinator`` if the block fails (it holds no job then), and let the error through."""
+    try:
+        yield
+    except BaseException:
+        coordinator.close()
+        raise
 
 
 class JobsLockUnavailable(AirflowException):
@@ -103,15 +115,12 @@ class JobsLock:
         """
         coordinator = self._coordinator()
         job = self._job(coordinator, job_id_for(context), self.inputs, self.outputs, wait=self.wait)
-        try:
-            job.start()
-        except jobs_core.ResourceUnavailable as exc:
-            coordinator.close()
-            raise JobsLockUnavailable(f"jobs_core locks for {job.id} not available after waiting {self.wait}s "
-                                      f"(jobs_wait): {exc}") from exc
-        except BaseException:
-            coordinator.close()
-            raise
+        with _closed_on_error(coordinator):
+            try:
+                job.start()
+            except jobs_core.ResourceUnavailable as exc:
+                raise JobsLockUnavailable(f"jobs_core locks for {job.id} not available after waiting "
+                                          f"{self.wait}s (jobs_wait): {exc}") from exc
         log.info("jobs_core: %s holds %s (read) and %s (write), token %s", job.id, self.inputs, self.outputs,
                  job.token)
         return job
@@ -126,16 +135,14 @@ class JobsLock:
         inputs, outputs = state.get("inputs", self.inputs), state.get("outputs", self.outputs)
         coordinator = self._coordinator()
         job = self._job(coordinator, job_id, inputs, outputs)
-        try:
-            token = state.get("token") or self._find_token(coordinator, job_id)
-            job.resume(token)
-        except jobs_core.LockLost as exc:
-            coordinator.close()
-            raise JobsLockLost(f"jobs_core locks of {job_id} were lost while the task was deferred (lease "
-                               f"jobs_deferral_lease ran out, or a forced unlock); nothing was written: {exc}") from exc
-        except BaseException:
-            coordinator.close()
-            raise
+        with _closed_on_error(coordinator):
+            try:
+                token = state.get("token") or self._find_token(coordinator, job_id)
+                job.resume(token)
+            except jobs_core.LockLost as exc:
+                raise JobsLockLost(f"jobs_core locks of {job_id} were lost while the task was deferred (lease "
+                                   f"jobs_deferral_lease ran out, or a forced unlock); nothing was written: "
+                                   f"{exc}") from exc
         log.info("jobs_core: %s resumed its locks, token %s", job_id, token)
         return job
 
