@@ -12,8 +12,8 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
+from .display import printable
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
-from .lineage import printable
 
 #: Version of every JSON document the command prints.
 JSON_VERSION = 1

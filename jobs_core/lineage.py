@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgument, InvalidType
+from .display import printable
 from .names import ARROW, fold
 
 _TS_RE = re.compile(r"^\d{9,}(?:\.\d*)?$")
@@ -242,14 +243,6 @@ def traverse(graph: Lineage, name: str, direction: str = BOTH, depth: int | None
 
 
 # -- rendering -----------------------------------------------------------------------------------
-
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(name: str) -> str:
-    """``name`` with control characters shown as ``\\xNN`` (jobs.py clients can record them)."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
-
 
 def to_text(lineage: Lineage) -> str:
     """A readable outline.
