@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import copy
 import inspect
+import secrets
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigurationError
+from .keys import Keys
 from .urls import hide_password
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
@@ -149,3 +151,31 @@ async def aclose_client(client: Any) -> None:
     for c in [client, *_sentinels(client)]:
         close = getattr(c, "aclose", None) or c.close
         await close()
+
+
+def namespace_id(client: Any, prefix: str) -> str:
+    """The identity of the namespace that ``client`` and ``prefix`` reach: equal ids, same keys.
+
+    Two URLs can spell one server differently (``localhost`` and ``127.0.0.1``,
+    a host name and its address, TCP and a unix socket, a Sentinel service and
+    its master's address, one cluster through different nodes). Rather than
+    guess from the spelling, the namespace is asked: it keeps a random token at
+    ``<prefix>jobs:namespace``, set by the first client that asks (``SET NX``)
+    and then read by every client. Unlike a server's ``INFO run_id``, the token
+    names the database and prefix too, survives a failover (it is replicated),
+    works through proxies, and needs only ``GET`` and ``SET`` on the
+    namespace's own keys (the README's ACL user has them).
+
+    Args:
+        client: a sync redis-py (or valkey-py) client, single server, Sentinel or cluster.
+        prefix: the namespace's key prefix.
+
+    Returns:
+        The token, the same for every client and process reaching these keys.
+    """
+    key = Keys(prefix).identity
+    found = None
+    while found is None:  # None: deleted between the two calls (a FLUSHDB), so set it again
+        client.set(key, secrets.token_hex(16), nx=True)
+        found = client.get(key)
+    return found.decode() if isinstance(found, bytes) else str(found)

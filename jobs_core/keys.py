@@ -12,7 +12,7 @@ from __future__ import annotations
 class Keys:
     """Key names of one namespace (``prefix``)."""
 
-    __slots__ = ("prefix", "running", "token", "graph_input", "graph_output", "waiting", "channel")
+    __slots__ = ("prefix", "running", "token", "graph_input", "graph_output", "waiting", "channel", "identity")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -22,6 +22,8 @@ class Keys:
         self.graph_output = prefix + "jobs:graph:output"
         self.waiting = prefix + "jobs:waiting"
         self.channel = prefix + "jobs:wake"
+        #: A random token naming the namespace (see :func:`jobs_core.connect.namespace_id`).
+        self.identity = prefix + "jobs:namespace"
 
     def output(self, name: str) -> str:
         """The output key: exists once written, holds the writer's job id."""
