@@ -8,8 +8,11 @@ locks seen through a coordinator of its own.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import pickle
+import sys
 import time
 import warnings
 from typing import Any
@@ -19,8 +22,9 @@ with warnings.catch_warnings():
     # a test must not depend on a luigi.cfg, and the warning is Luigi's, not ours
     warnings.filterwarnings("ignore", r"\s*Autoloading range tasks", DeprecationWarning)
     import luigi
+    from luigi.contrib.external_program import ExternalProgramTask
 
-from jobs_luigi import JobsExternalTask, JobsTask
+from jobs_luigi import JobsExternalTask, JobsTarget, JobsTask, JobsTaskMixin
 from jobs_luigi.config import resolve
 
 import jobs_core
@@ -52,7 +56,7 @@ def record(task: JobsTask, **extra: Any) -> None:
     try:
         family = task.get_task_family()
         outputs = {t.name: getattr(c.output_info(t.name).write_lock, "job_id", None)
-                   for t in luigi.task.flatten(task.output())}
+                   for t in luigi.task.flatten(task.output()) if isinstance(t, JobsTarget)}
         inputs = {}
         for t in task.jobs_input_targets():
             other = jobs_core.Coordinator.from_url(*t.namespace)
@@ -286,21 +290,26 @@ class Impatient(JobsTask):
 
 # -- inputs written outside Luigi -----------------------------------------------------------------
 
+PRIVATE = luigi.parameter.ParameterVisibility.PRIVATE
+
+
 class Foreign(JobsExternalTask):
     """An output a cron script writes (a jobs_core or jobspy job), maybe in a namespace of its own."""
 
     name = luigi.Parameter()
     jobs_prefix = luigi.OptionalParameter(default=None, significant=False)
+    jobs_redis_url = luigi.OptionalParameter(default=None, significant=False, visibility=PRIVATE)
     jobs_output = "{name}"
 
 
 class Consumer(JobsTask):
     name = luigi.Parameter()
     source_prefix = luigi.OptionalParameter(default=None, significant=False)
+    source_url = luigi.OptionalParameter(default=None, significant=False, visibility=PRIVATE)
     jobs_output = "{name}.consumed"
 
     def requires(self):
-        return Foreign(name=self.name, jobs_prefix=self.source_prefix)
+        return Foreign(name=self.name, jobs_prefix=self.source_prefix, jobs_redis_url=self.source_url)
 
     def run(self):
         record(self)
@@ -318,3 +327,168 @@ class Filed(JobsTask):
         record(self)
         with self.output().open("w") as f:
             f.write("data\n")
+
+
+class TwoSpellings(JobsTask):
+    """Two outputs, one through [jobs]'s URL and one through another spelling of the same server."""
+
+    other_url = luigi.Parameter(significant=False, visibility=PRIVATE)
+
+    def output(self):
+        return [self.jobs_target("spelled.a"), JobsTarget("spelled.b", redis_url=self.other_url)]
+
+    def run(self):
+        record(self)
+
+
+# -- run() defined anywhere: each must run once, under the locks ------------------------------------
+
+class RecordingBase(luigi.Task):
+    """A user's own base class (a Luigi task), holding the run() its subclasses share."""
+
+    def run(self):
+        record(self)
+
+
+class Inherits(JobsTaskMixin, RecordingBase):
+    day = luigi.DateParameter()
+    jobs_output = "inherits.{day}"
+
+    def requires(self):
+        return Top(day=self.day)
+
+
+class Chained(Inherits):
+    """Its run() calls the inherited, already locked one: the locks are still taken once."""
+
+    jobs_output = "chained.{day}"
+    jobs_wait = 2.0  # a second take of the same job id would wait for the first, then fail
+
+    def run(self):
+        return super().run()
+
+
+class Program(JobsTaskMixin, ExternalProgramTask):
+    """luigi.contrib's ExternalProgramTask: its run() starts a program."""
+
+    day = luigi.DateParameter()
+    jobs_output = "program.{day}"
+
+    def requires(self):
+        return Top(day=self.day)
+
+    def program_args(self):  # called by ExternalProgramTask.run()
+        record(self)
+        return [sys.executable, "-c", "pass"]
+
+
+class RecordingMixin:
+    """A plain mixin (not a Luigi task) holding run(), listed before JobsTask."""
+
+    def run(self):
+        record(self)
+
+
+class MixinFirst(RecordingMixin, JobsTask):
+    day = luigi.DateParameter()
+    jobs_output = "mixin-first.{day}"
+
+    def requires(self):
+        return Top(day=self.day)
+
+
+class Marker(JobsTask):
+    """No run() of its own: its output marks that its requirement is done."""
+
+    day = luigi.DateParameter()
+    jobs_output = "marker.{day}"
+
+    def requires(self):
+        return Top(day=self.day)
+
+
+class StaticRun(JobsTask):
+    """Its run() is a staticmethod."""
+
+    day = luigi.DateParameter()
+    jobs_output = "static-run.{day}"
+    run = staticmethod(lambda: None)
+
+    def requires(self):
+        return Top(day=self.day)
+
+
+# -- pickled inside run(), as Luigi's cluster task types do -------------------------------------------
+
+class Pickled(JobsTask):
+    day = luigi.DateParameter()
+    jobs_output = "pickled.{day}"
+
+    def requires(self):
+        return Top(day=self.day)
+
+    def run(self):
+        with self.no_unpicklable_properties():  # as luigi.contrib's SGE, LSF and Hadoop tasks do
+            data = pickle.dumps(self)
+        copy = pickle.loads(data)
+        try:
+            copy.jobs_check()
+            copy_check = "no error"
+        except jobs_core.NotRunning:
+            copy_check = "NotRunning"
+        facts = {"copy_job": repr(copy.jobs_job), "copy_check": copy_check, "copy_complete": copy.complete()}
+        del copy
+        gc.collect()
+        self.jobs_check()  # the original still holds every lock
+        record(self, **facts)
+
+
+# -- job ids ----------------------------------------------------------------------------------------
+
+class Pair(JobsTask):
+    """Two string parameters; each task's output is named after Luigi's task id (unique by its hash)."""
+
+    a = luigi.Parameter()
+    b = luigi.Parameter()
+    jobs_wait = 0.5
+
+    def output(self):
+        return self.jobs_target(f"pair.{self.task_id}")
+
+    def run(self):
+        record(self)
+        time.sleep(1.5)
+
+
+# -- complete() re-checked after any wait -----------------------------------------------------------
+
+class FileOnly(Recorded):
+    """Its only output is a file; it reads a jobs output."""
+
+    path = luigi.Parameter(significant=False)
+    jobs_inputs = ["fileonly.in"]
+    jobs_wait = 10.0
+
+    def output(self):
+        return luigi.LocalTarget(self.path)
+
+    def run(self):
+        record(self)
+        with self.output().open("w") as f:
+            f.write("done\n")
+
+
+class FileOnlyDynamic(Recorded):
+    """Its only output is a file; its jobs input comes as a dynamic dependency."""
+
+    path = luigi.Parameter(significant=False)
+    jobs_wait = 10.0
+
+    def output(self):
+        return luigi.LocalTarget(self.path)
+
+    def run(self):
+        yield Foreign(name="fileonly.in")
+        record(self)
+        with self.output().open("w") as f:
+            f.write("done\n")

@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     luigi = pytest.importorskip("luigi")
 
 from jobs_luigi import JobsExternalTask, JobsTarget, JobsTask, JobsTaskMixin, ResourcesBusy  # noqa: E402
+from jobs_luigi.config import jobs as jobs_section  # noqa: E402
 
 import jobs_core  # noqa: E402
 
@@ -385,3 +386,183 @@ def test_name_templates():
     Spec.jobs_output = "d.{day:%Y}{hour.nope}"
     with pytest.raises(jobs_core.InvalidArgument, match="cannot format"):
         Spec(day=DAY).output()
+
+
+# -- the edges (issue 13, items 1 to 5, and the Luigi sides of 16 and 17) -----------------------------------
+
+@pytest.mark.parametrize("task", [h.Inherits, h.Chained, h.Program, h.MixinFirst, h.Marker, h.StaticRun],
+                         ids=["inherited", "calls-super", "ExternalProgramTask", "mixin-first", "marker", "static"])
+def test_run_is_locked_once_wherever_it_is_defined(ns, task):
+    seed_diamond(ns)
+    t = task(day=DAY)
+    result = build(t)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    family, out = t.get_task_family(), t.output().name
+    assert written_by(ns, out) == t.jobs_job_id  # written, by its own job
+    inputs, outputs = ns.edges()
+    assert f"dm.top.* -> luigi:{family}(day=*)" in inputs  # its input was read-locked by its job
+    assert f"luigi:{family}(day=*) -> {out.replace(str(DAY), '*')}" in outputs
+    if task not in (h.Marker, h.StaticRun):  # those record nothing
+        assert h.runs(ns, family) == 1
+        seen = h.seen(ns, family)
+        assert seen["outputs"] == {out: t.jobs_job_id}  # write-locked while its run() ran
+        assert seen["inputs"] == {f"dm.top.{DAY}": [t.jobs_job_id]}
+    assert no_locks(ns, out, f"dm.top.{DAY}") and ns.running_jobs() == []
+
+
+def test_every_concrete_class_has_a_locked_run():
+    for cls in (JobsTask, h.Inherits, h.Chained, h.Program, h.MixinFirst, h.Marker, h.StaticRun, h.Top, h.Dyn):
+        assert getattr(cls.run, "__jobs_locked__", False), cls
+    assert h.Foreign.run is None and JobsExternalTask.run is None  # external tasks never run
+
+
+@pytest.fixture
+def short_wait():
+    """[jobs] wait = 3: a task that waits on itself fails in seconds, not in ten minutes."""
+    config = luigi.configuration.get_config()
+    config.set("jobs", "wait", "3")
+    yield
+    config.remove_option("jobs", "wait")
+
+
+def test_one_server_spelled_two_ways_is_one_namespace(ns, redis7, short_wait):
+    other_url = redis7.url.replace("127.0.0.1", "localhost")
+    with ns.job([], ["spelled.in"], duration=10, job_id="cron:spelled"):
+        pass
+    consumer = h.Consumer(name="spelled.in", source_url=other_url)
+    result = build(consumer)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    # read-locked by the task's one job (not by a second job of the same id, which waited on the first)
+    assert h.seen(ns, "Consumer")["inputs"] == {"spelled.in": [consumer.jobs_job_id]}
+    assert written_by(ns, "spelled.in.consumed") == consumer.jobs_job_id
+    # outputs through two spellings are one namespace too: written all-or-nothing by one job
+    two = h.TwoSpellings(other_url=other_url)
+    result = build(two)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    assert h.seen(ns, "TwoSpellings")["outputs"] == {"spelled.a": two.jobs_job_id, "spelled.b": two.jobs_job_id}
+    assert written_by(ns, "spelled.a") == written_by(ns, "spelled.b") == two.jobs_job_id
+    assert ns.running_jobs() == []
+
+
+def test_task_pickles_while_run_executes(ns):
+    seed_diamond(ns)
+    task = h.Pickled(day=DAY)
+    result = build(task)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    seen = h.seen(ns, "Pickled")
+    # the copy holds nothing and knows it; the original kept its locks and wrote its output
+    assert seen["copy_job"] == "None" and seen["copy_check"] == "NotRunning" and seen["copy_complete"] is False
+    assert seen["outputs"] == {f"pickled.{DAY}": task.jobs_job_id}
+    assert seen["inputs"] == {f"dm.top.{DAY}": [task.jobs_job_id]}
+    assert written_by(ns, f"pickled.{DAY}") == task.jobs_job_id
+    assert ns.running_jobs() == []
+
+
+def test_job_ids_are_unambiguous(ns):
+    one, two = h.Pair(a="x, b=y", b="z"), h.Pair(a="x", b="y, b=z")
+    assert one.jobs_job_id == 'luigi:Pair(a="x, b=y", b=z)'
+    assert two.jobs_job_id == 'luigi:Pair(a=x, b="y, b=z")'
+    # both run at once: with one id, the second would wait for the first and fail after jobs_wait
+    result = build(one, two, workers=2)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    assert h.runs(ns, "Pair") == 2
+    assert written_by(ns, one.output().name) == one.jobs_job_id
+    assert written_by(ns, two.output().name) == two.jobs_job_id
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("eu west", "eu west"), ("é/ü", "é/ü"), ("", '""'), (" x", '" x"'), ('say "hi"', '"say \\"hi\\""'),
+    ("a\\b", '"a\\\\b"'), ("f(x)", '"f(x)"'), ("k=v", '"k=v"'), ("line\nbreak", '"line\\nbreak"'),
+])
+def test_job_id_values_are_quoted_when_they_need_it(value, shown):
+    class Quoted(JobsTask):
+        text = luigi.Parameter()
+        jobs_output = "quoted"
+
+    job_id = Quoted(text=value).jobs_job_id
+    assert job_id == f"luigi:Quoted(text={shown})"
+    assert jobs_core.names.check_job_id(job_id) == job_id  # a newline, once quoted, is no control character
+
+
+def _other_build(c, job_id, path, inputs):
+    """Another build of the task, holding its job id; it writes the file, then stops."""
+    other = c.job(inputs, [], duration=10, job_id=job_id).start()
+
+    def finish():
+        Path(path).write_text("done\n")
+        other.stop()
+
+    threading.Timer(0.5, finish).start()
+
+
+@pytest.mark.parametrize("task", [h.FileOnly, h.FileOnlyDynamic], ids=["static-input", "dynamic-input"])
+def test_complete_is_checked_again_after_a_wait(ns, tmp_path, task):
+    ns.create_outputs(["fileonly.in"], job_id="cron:in")
+    t = task(path=str(tmp_path / "out.txt"))
+    _other_build(ns, t.jobs_job_id, t.path, ["fileonly.in"])
+    t0 = time.monotonic()
+    result = build(t)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    assert time.monotonic() - t0 >= 0.4  # it did wait for the other build
+    assert h.runs(ns, t.get_task_family()) == 0  # and did not do the work again
+    assert h.skips(ns) == 1
+    assert ns.running_jobs() == [] and no_locks(ns, "fileonly.in")
+
+
+SECRETS = ("pw-s3cret", "q-s3cret", "sq-s3cret", "ssl-s3cret")
+
+
+@pytest.mark.parametrize("url", [
+    "redis://user:pw-s3cret@127.0.0.1:{port}/0?password=q-s3cret&sentinel_password=sq-s3cret",
+    "redis://user:pw-s3cret/?#@127.0.0.1:{port}/0?ssl_password=ssl-s3cret",
+], ids=["query-options", "unencoded-password"])
+def test_no_secret_in_any_luigi_message(ns, redis7, caplog, url):
+    caplog.set_level(logging.DEBUG)
+    url = url.format(port=1)  # nobody listens there
+    target = JobsTarget("a", redis_url=url, prefix="p:")
+    shown = [repr(target), str(target)]
+    luigi.configuration.get_config().set("jobs", "redis_url", url)  # as luigi.cfg would hold it
+    shown.append(repr(jobs_section()))
+
+    class Split(JobsTask):
+        def output(self):
+            return [JobsTarget("a", prefix="one:"), JobsTarget("b", redis_url=url.replace("127.0.0.1", "::1"))]
+
+    with pytest.raises(jobs_core.ConfigurationError) as several:
+        Split().run()
+    shown.append(str(several.value))
+    assert "several namespaces" in shown[-1]
+    result = build(h.Impatient())  # cannot reach Redis (or read the URL): its complete() fails
+    assert result.status != luigi.LuigiStatusCode.SUCCESS
+    shown += [result.summary_text, caplog.text]
+    for text in shown:
+        for secret in SECRETS:
+            assert secret not in text, text
+    assert "user:***@" in repr(target)
+
+
+def test_hostile_holders_are_escaped_in_resources_busy(ns, caplog):
+    hostile_id = "cron\x1b[2J\nINFO forged line"
+    ns.client.set(f"{ns.prefix}olock:busy.out", hostile_id, px=10000)  # a jobspy-style holder (any text)
+    ns.client.hset(f"{ns.prefix}jobs:holder:{hostile_id}", mapping={"host": "evil\x1b]0;pwned\x07host", "pid": "1"})
+    result = build(h.Impatient())
+    assert result.status == luigi.LuigiStatusCode.FAILED
+    busy = [r.exc_info[1] for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], ResourcesBusy)]
+    assert busy
+    message = str(busy[0])
+    assert "\x1b" not in message and "\n" not in message and "\x07" not in message
+    assert "cron\\x1b[2J\\x0aINFO forged line" in message
+
+
+def test_skip_message_escapes_the_writers(ns, caplog):
+    caplog.set_level(logging.INFO, logger="jobs_luigi")
+    task = h.Top(day=DAY)
+    messages = []
+    task.set_status_message = messages.append
+    try:
+        task.on_jobs_skip({f"dm.top.{DAY}": "cron\x1b[2J\nforged"})
+    finally:
+        del task.set_status_message
+    assert messages and "\x1b" not in messages[0] and "\n" not in messages[0]
+    assert "cron\\x1b[2J\\x0aforged" in messages[0]
+    assert all("\x1b" not in r.getMessage() for r in caplog.records)

@@ -27,8 +27,11 @@ class jobs(luigi.Config):  # lower case: Luigi reads a config class from the sec
     ``prefix=`` overrides the first two.
     """
 
+    # insignificant and private: kept out of the section's repr and out of what a scheduler shows,
+    # as the URL may hold a password
     redis_url = luigi.OptionalParameter(
-        default=None, description=f"Redis or Valkey URL of the jobs namespace; unset: ${ENV_URL}")
+        default=None, significant=False, visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description=f"Redis or Valkey URL of the jobs namespace; unset: ${ENV_URL}")
     prefix = luigi.OptionalParameter(
         default=None, description=f"key prefix of the namespace; unset: ${ENV_PREFIX}, else no prefix")
     duration = luigi.FloatParameter(

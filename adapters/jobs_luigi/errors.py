@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jobs_core import ResourceUnavailable
+from jobs_core.display import printable
 
 
 class ResourcesBusy(ResourceUnavailable):
@@ -11,7 +12,9 @@ class ResourcesBusy(ResourceUnavailable):
     The task fails, so Luigi's retry policy (``retry_count``, the scheduler's
     ``retry_delay``) runs it again later; ``task_id`` names it, ``reasons``
     and ``blockers`` say what blocked it, as in :class:`jobs_core.ResourceUnavailable`,
-    and ``waited`` is the task's whole wait (across its jobs).
+    and ``waited`` is the task's whole wait (across its jobs). The message shows
+    the holders' job ids and host names (which anyone sharing the Redis may have
+    chosen) with every control character escaped.
     """
 
     def __init__(self, task_id: str, cause: ResourceUnavailable, waited: float | None = None) -> None:
@@ -19,5 +22,5 @@ class ResourcesBusy(ResourceUnavailable):
         self.task_id = task_id
 
     def __str__(self) -> str:
-        return (f"{self.task_id} did not run, its locks stayed unavailable (Luigi's retry policy decides when "
-                f"it runs again): {super().__str__()}")
+        return printable(f"{self.task_id} did not run, its locks stayed unavailable (Luigi's retry policy decides "
+                         f"when it runs again): {super().__str__()}")

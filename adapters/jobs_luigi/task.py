@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections.abc
 import functools
 import inspect
+import json
 import logging
+import re
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -13,13 +15,18 @@ import luigi
 from luigi.task import flatten
 
 from jobs_core import InvalidArgument, InvalidName, Job, NotRunning
+from jobs_core.display import printable
 from jobs_core.names import check_job_id
 
 from .config import jobs
-from .locks import Locks, check_outputs
+from .locks import Locks
 from .target import JobsTarget
 
 log = logging.getLogger("jobs_luigi")
+
+#: A parameter value shown in a job id as it is unless it is empty, has spaces at an end, or holds one
+#: of these: the separators of ``name=value, ...``, a quote or backslash, or a control character.
+_NEEDS_QUOTES = re.compile(r'[,"\\()=\x00-\x1f\x7f-\x9f]')
 
 
 def jobs_targets(struct: Any) -> list[JobsTarget]:
@@ -54,13 +61,18 @@ class JobsTaskMixin:
       left alone). :meth:`jobs_target` makes a target in the task's namespace.
     * Inputs: the JobsTargets among the requirements' outputs, plus
       ``jobs_inputs`` (templates too), plus those a generator run() yields.
-    * Every subclass's ``run()`` is wrapped: while it runs the inputs are
+    * Every subclass's ``run()``, wherever it is defined (the class, a base class
+      listed after the mixin, a plain mixin listed before it, ``luigi.Task``'s
+      empty one for a marker task), is wrapped once: while it runs the inputs are
       read-locked and the outputs write-locked (a heartbeat renews the leases);
       the outputs are written when it returns, and only if no lock was lost
       (else :class:`jobs_core.LockLost`); an exception leaves them unwritten.
       Busy resources are waited for up to ``jobs_wait`` seconds, then
       :class:`jobs_luigi.ResourcesBusy` fails the task. If another job already
-      wrote every output, run() is skipped (:meth:`on_jobs_skip`).
+      wrote every output, or the task is complete once a wait is over, run() is
+      skipped (:meth:`on_jobs_skip`).
+    * The task pickles while run() executes (Luigi's cluster task types pickle
+      ``self`` there): a copy holds no locks, and cannot release the original's.
     * ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration`` and ``jobs_wait``
       override the ``[jobs]`` section of luigi.cfg (class attributes or
       insignificant parameters; None: the section's value).
@@ -86,13 +98,23 @@ class JobsTaskMixin:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        run = cls.__dict__.get("run")
-        if inspect.isfunction(run) and not getattr(run, "__jobs_locked__", False):
-            cls.run = _locked(run)
         if issubclass(cls, luigi.Task) and cls.output is luigi.Task.output:
             raise TypeError(f"{cls.__qualname__}: luigi.Task comes before JobsTaskMixin among its bases, so "
                             "luigi.Task.output() (no outputs: never complete) hides the mixin's; derive from "
                             "jobs_luigi.JobsTask, or list JobsTaskMixin first")
+        # the run() the class has, wherever the MRO finds it; one already wrapped (inherited from a
+        # JobsTaskMixin subclass) is left alone, and the wrapper lets a nested call through
+        run = next((vars(k)["run"] for k in cls.__mro__ if "run" in vars(k)), None)
+        if run is not None and not getattr(run, "__jobs_locked__", False):  # None: an external task
+            cls.run = _locked(run)
+
+    def __getstate__(self) -> Any:
+        # a copy (pickled by a cluster task type inside run(), or copy.copy) holds none of the locks
+        parent = getattr(super(), "__getstate__", None)  # object.__getstate__ exists from Python 3.11
+        state = parent() if parent is not None else self.__dict__
+        if isinstance(state, dict) and "_jobs_locks" in state:
+            state = {k: v for k, v in state.items() if k != "_jobs_locks"}
+        return state
 
     # -- names and targets ----------------------------------------------------------------
 
@@ -141,11 +163,15 @@ class JobsTaskMixin:
         """The id of this task's jobs: ``luigi:<family>(<param>=<value>, ...)`` with the significant,
         public parameters (as Luigi prints the task), or ``luigi:<task_id>`` if that cannot be a job id.
 
+        A value is shown as it is (``day=2026-11-27``) unless it is empty, has spaces at an
+        end or holds any of ``,"\\()=`` or a control character: then it is a JSON string
+        (``a="x, b=y"``), so two different tasks never share an id.
+
         One id per task, so two runs of one task anywhere exclude each other, and lineage
         (which folds digit runs) joins the runs of every day into one node."""
         params = self.to_str_params(only_significant=True, only_public=True)
         readable = "luigi:{}({})".format(self.get_task_family(),
-                                         ", ".join(f"{k}={v}" for k, v in params.items()))
+                                         ", ".join(f"{k}={_id_value(v)}" for k, v in params.items()))
         try:
             return check_job_id(readable, "job id")
         except InvalidName:
@@ -171,11 +197,18 @@ class JobsTaskMixin:
         self._jobs_locks.check()
 
     def on_jobs_skip(self, writers: dict[str, str]) -> None:
-        """Called instead of run() when another job had already written every output ``{name: writer}``.
+        """Called instead of run() when the task was found complete: another job had already written
+        every output (``{name: writer}`` of its jobs outputs), or another run of it did the work while
+        this one waited for its locks.
 
-        Sets the task's status message; Luigi then counts the task as done.
+        Sets the task's status message (writers' ids escaped: anyone sharing the Redis chooses them);
+        Luigi then counts the task as done.
         """
-        message = "skipped: already written (" + ", ".join(f"{n} by {w}" for n, w in writers.items()) + ")"
+        if writers:
+            message = "skipped: already written (" + ", ".join(f"{n} by {w}" for n, w in writers.items()) + ")"
+        else:
+            message = "skipped: complete once its locks were free (another run did the work)"
+        message = printable(message)
         log.info("%s %s", self.task_id, message)
         set_status = getattr(self, "set_status_message", None)
         if callable(set_status):
@@ -190,9 +223,8 @@ class JobsTaskMixin:
 
     def _jobs_take(self) -> Locks | None:
         """Take the locks for one run(); None if run() is to be skipped."""
-        home, outputs = check_outputs(self.task_id, jobs_targets(self.output()))
         section = jobs()
-        locks = Locks(self.task_id, self.jobs_job_id, home, outputs, self.jobs_input_targets(),
+        locks = Locks(self.task_id, self.jobs_job_id, jobs_targets(self.output()), self.jobs_input_targets(),
                       complete=self.complete,
                       duration=section.duration if self.jobs_duration is None else self.jobs_duration,
                       wait=section.wait if self.jobs_wait is None else self.jobs_wait,
@@ -204,16 +236,29 @@ class JobsTaskMixin:
         return locks
 
 
-class JobsTask(JobsTaskMixin, luigi.Task):
-    """A Luigi task with jobs_core outputs and locks: subclass it, set ``jobs_output``, write ``run()``."""
+def _id_value(value: str) -> str:
+    """A parameter's serialized value as shown in a job id (see :attr:`JobsTaskMixin.jobs_job_id`)."""
+    if value and value == value.strip() and not _NEEDS_QUOTES.search(value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
-class JobsExternalTask(JobsTaskMixin, luigi.ExternalTask):
-    """An output written outside Luigi (a cron script, a jobs_core or jobs.py job): complete once written."""
+def _as_function(attr: Any) -> Callable[..., Any]:
+    """A class's ``run`` attribute as a function of the instance (a staticmethod, a partialmethod, a
+    callable object are called as the instance would call them)."""
+    if inspect.isfunction(attr):
+        return attr
+
+    def call(self: JobsTaskMixin, *args: Any, **kwargs: Any) -> Any:
+        bound = attr.__get__(self, type(self)) if hasattr(attr, "__get__") else attr
+        return bound(*args, **kwargs)
+
+    return call
 
 
-def _locked(run: Callable[..., Any]) -> Callable[..., Any]:
-    """``run`` wrapped to hold the task's locks (see :class:`JobsTaskMixin`)."""
+def _locked(attr: Any) -> Callable[..., Any]:
+    """A class's ``run`` attribute wrapped to hold the task's locks (see :class:`JobsTaskMixin`)."""
+    run = _as_function(attr)
     if inspect.isgeneratorfunction(run):
         @functools.wraps(run)
         def locked_run(self: JobsTaskMixin, *args: Any, **kwargs: Any) -> Any:
@@ -268,7 +313,12 @@ def _hold(task: JobsTaskMixin, locks: Locks, gen: Generator[Any, Any, Any]) -> G
                     break
                 sent = yield step
                 locks.check()
-                locks.add_inputs(jobs_targets(sent))
+                if locks.add_inputs(jobs_targets(sent)) and locks.complete():
+                    writers = locks.writers()  # another run did the work while this one waited
+                    gen.close()
+                    locks.release()
+                    task.on_jobs_skip(writers)
+                    return None
         except BaseException:  # GeneratorExit too: Luigi dropped the generator
             gen.close()
             locks.release()
@@ -277,3 +327,11 @@ def _hold(task: JobsTaskMixin, locks: Locks, gen: Generator[Any, Any, Any]) -> G
         return result
     finally:
         task.__dict__.pop("_jobs_locks", None)
+
+
+class JobsTask(JobsTaskMixin, luigi.Task):
+    """A Luigi task with jobs_core outputs and locks: subclass it, set ``jobs_output``, write ``run()``."""
+
+
+class JobsExternalTask(JobsTaskMixin, luigi.ExternalTask):
+    """An output written outside Luigi (a cron script, a jobs_core or jobs.py job): complete once written."""
