@@ -22,6 +22,7 @@ from typing import Any
 
 from jobs_core import ConfigurationError, Job, ResourceUnavailable
 from jobs_core.connect import namespace_id
+from jobs_core.display import printable
 from jobs_core.urls import hide_password
 
 from .clients import coordinator
@@ -207,7 +208,7 @@ class Locks:
                 job.stop(failed=True)
             except Exception:
                 log.warning("%s: could not release the locks of job %s; they lapse with their lease (%ss)",
-                            self.task_id, job.id, self.duration, exc_info=True)
+                            self.task_id, printable(job.id), self.duration, exc_info=True)
         self.jobs.clear()
         self._held.clear()
 
