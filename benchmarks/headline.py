@@ -107,10 +107,9 @@ class StubClient:
     """
 
     def register_script(self, source: str) -> _StubScript:
-        first = source.split(".lua", 1)[0]
-        if first.endswith("start"):
-            return _StubScript([1, 7, b"1700000000.000000"])
-        if first.endswith("stop"):
+        if "\n-- start.lua:" in source:
+            return _StubScript([1, 7, b"1700000000.000000", 60000])
+        if "\n-- stop.lua:" in source:
             return _StubScript([1, b"1700000000.000000", b"written"])
         return _StubScript([1, b"1700000000.000000"])
 

@@ -104,8 +104,7 @@ class JobsCore:
             pipe = self.client.pipeline(transaction=False)
             for name in chunk:
                 plan = c.job([], [name], duration=lease, heartbeat=False)._plan_now()
-                c.scripts.start(keys=plan.start_keys, args=plan.start_args("start", 0, secrets.token_hex(8)),
-                                client=pipe)
+                c.scripts.start(keys=plan.keys, args=plan.start_args(secrets.token_hex(8)), client=pipe)
             failed = [r for r in pipe.execute() if int(r[0]) != 1]
             if failed:
                 raise RuntimeError(f"jobs_core: {len(failed)} held jobs did not start: {failed[:3]}")

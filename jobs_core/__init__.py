@@ -18,6 +18,7 @@ from .compat import ResourceManager, edges, get_job_io, get_jobs, handle_auto_sh
 from .coordinator import Coordinator
 from .errors import (
                      ConfigurationError,
+                     CoordinatorClosed,
                      InvalidArgument,
                      InvalidName,
                      InvalidNameType,
@@ -46,6 +47,7 @@ NG = TYPE_NG()
 
 __all__ = [
     "AsyncCoordinator", "AsyncJob", "Blocker", "BlockReport", "CONN", "ConfigurationError", "Coordinator",
+    "CoordinatorClosed",
     "DEFAULT_LOGGER", "EDGE_RE", "GLOBAL_PREFIX", "GRAPH_HISTORY", "Holder", "InvalidArgument", "InvalidName",
     "InvalidNameType", "InvalidType", "Job", "JobsError", "LockLost", "NG", "NotRunning", "OUTPUT_DURATION",
     "OutputInfo", "ResourceManager", "ResourceUnavailable", "RunningJob", "TYPE_NG", "VERSION", "Waiter",

@@ -9,20 +9,45 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
-from collections.abc import Iterable
-from typing import Any
+import sys
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from .connect import aclose_client
 from .coordinator import CoordinatorBase
-from .errors import JobsError, LockLost, NotRunning
+from .errors import LockLost, NotRunning
 from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .listener import AsyncListener, AsyncWakeup
-from .names import check_job_id
-from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, queue
+from .names import check_job_id, check_names
+from .steps import Batch, Call, Expect, Flow, Sleep, Watch, queue
+from .waiting import Wait
 
 log = logging.getLogger("jobs_core")
+T = TypeVar("T")
+#: Before 3.12, ``asyncio.wait_for`` (which redis-py uses to write a command under a socket
+#: time-out) returns the result instead of raising when a cancellation arrives as its awaitable
+#: completes, so a cancelled task would go on; such calls run shielded (see :func:`_io`).
+SHIELD_CALLS = sys.version_info < (3, 12)
+
+
+async def _io(call: Awaitable[T]) -> T:
+    """Await a Redis call so that cancelling the caller always raises ``CancelledError``.
+
+    The call itself goes on (a command half-written cannot be taken back); the
+    caller waits for it to end before raising, so whatever it sends next (a
+    job giving up, leave.lua) reaches Redis after it.
+    """
+    if not SHIELD_CALLS:
+        return await call
+    inner = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        await asyncio.wait([inner])
+        if not inner.cancelled():
+            inner.exception()  # retrieved: it is this call's to report, and the caller gave up
+        raise
 
 
 class AsyncJob(JobBase):
@@ -33,7 +58,7 @@ class AsyncJob(JobBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock = asyncio.Lock()
-        self._beat_task: asyncio.Task | None = None
+        self._beat_task: asyncio.Task[None] | None = None
 
     def clone(self) -> AsyncJob:
         other = super().clone()
@@ -42,34 +67,42 @@ class AsyncJob(JobBase):
         return other
 
     async def start(self) -> AsyncJob:
-        """Take the locks, waiting up to ``wait`` seconds; see :meth:`jobs_core.Job.start`."""
+        """Take the locks, waiting up to ``wait`` seconds; see :meth:`jobs_core.Job.start`.
+
+        A cancellation (``asyncio.wait_for``'s time-out included) ends the wait
+        at once: the job leaves every line, and never starts afterwards.
+        """
         async with self._lock:
             if self._active:
                 return self
             c = self.coordinator
-            nonce = secrets.token_hex(8)
+            wait = self._new_wait()
             try:
-                await c._run(self._start_flow(nonce))
-            except JobsError:
+                started = await c.run(wait.flow())
+            except BaseException as exc:
+                self._not_started(wait, exc)
+                if wait.dirty:
+                    await self._leave(wait)
                 raise
-            except BaseException:
-                if self._plan is not None:
-                    try:
-                        await asyncio.shield(c._run(self._abandon_flow(nonce)))
-                    except BaseException:
-                        log.warning("job %s: could not check whether a failed start took locks; they expire "
-                                    "with their lease (%ss)", self.id, self.duration, exc_info=True)
-                raise
-            self._start_beating()
+            self._start_beating(self._begin(wait, started))
             return self
+
+    async def _leave(self, wait: Wait) -> None:
+        # shielded: a task cancelled again while it leaves still leaves
+        try:
+            if await asyncio.shield(self.coordinator.run(wait.leave_flow())):
+                log.info("job %s gave up waiting after a start was made for it; released it", self.id)
+        except BaseException:
+            log.warning("job %s: could not leave its place in line; it lapses within 30s (and locks taken for it "
+                        "with their lease, %ss)", self.id, self.duration, exc_info=True)
 
     async def resume(self, token: int) -> AsyncJob:
         """Take over a start of this job id made elsewhere, given its token; see :meth:`jobs_core.Job.resume`."""
         async with self._lock:
             if self._active:
                 raise NotRunning(f"job {self.id!r} is already running here (token {self.token})")
-            await self.coordinator._run(self._resume_flow(token))
-            self._start_beating()
+            await self.coordinator.run(self._resume_flow(token))
+            self._start_beating(self.heartbeat)
             return self
 
     async def detach(self, lease: float | None = None) -> int:
@@ -77,10 +110,8 @@ class AsyncJob(JobBase):
         self._check_owner()
         async with self._lock:
             self._check_owner()
-            token = await self.coordinator._run(self._detach_flow(lease))
-            task, self._beat_task = self._beat_task, None
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+            token = await self.coordinator.run(self._detach_flow(lease))
+            self._stop_beating()
             return token
 
     async def stop(self, failed: bool = False) -> None:
@@ -91,21 +122,19 @@ class AsyncJob(JobBase):
             if not self._active:
                 return
             try:
-                await self.coordinator._run(self._stop_flow(not failed))
+                await self.coordinator.run(self._stop_flow(not failed))
             except BaseException:
                 self._stop_failed = self._active
                 raise
             finally:
-                task, self._beat_task = self._beat_task, None
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()  # after a failed stop the lease lapses unless stop() is repeated
+                self._stop_beating()  # after a failed stop the lease lapses unless stop() is repeated
 
     async def refresh(self) -> None:
         """Renew every lease now; raises :class:`LockLost` if some lock was lost."""
         self._check_owner()
         async with self._lock:
             self._check_owner()
-            lost = await self.coordinator._run(self._refresh_flow(renew=True))
+            lost = await self.coordinator.run(self._refresh_flow(renew=True))
         if lost is not None:
             if lost[1]:
                 await self._call_on_lost()
@@ -125,13 +154,19 @@ class AsyncJob(JobBase):
         except Exception:
             log.exception("on_lost callback of job %s failed", self.id)
 
-    def _start_beating(self) -> None:
-        if self.heartbeat is not None:
-            self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop())
-            self.coordinator._track_beat(self._beat_task)
+    def _start_beating(self, first_beat: float | None) -> None:
+        self.coordinator._track_job(self)
+        if first_beat is not None:
+            self._beat_task = asyncio.get_running_loop().create_task(self._beat_loop(first_beat))
 
-    async def _beat_loop(self) -> None:
-        delay = self.heartbeat
+    def _stop_beating(self) -> None:
+        task, self._beat_task = self._beat_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if not self._active:
+            self.coordinator._untrack_job(self)
+
+    async def _beat_loop(self, delay: float | None) -> None:
         while delay is not None:
             await asyncio.sleep(delay)
             try:
@@ -139,7 +174,7 @@ class AsyncJob(JobBase):
                     if not self._active:
                         return
                     renew, delay = self._beat_plan()
-                    lost = await self.coordinator._run(self._refresh_flow(renew))
+                    lost = await self.coordinator.run(self._refresh_flow(renew))
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep beating: the lease still has two intervals left
@@ -177,15 +212,31 @@ class AsyncCoordinator(CoordinatorBase):
     """Jobs on a ``redis.asyncio`` client; the same operations as :class:`jobs_core.Coordinator`, awaited."""
 
     _async = True
-    _listener: AsyncListener | None = None
 
     def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(client, prefix, **kwargs)
-        self._beat_tasks: set[asyncio.Task[None]] = set()  # the running jobs' heartbeats, for aclose()
+        self._grants: AsyncListener | None = None
+        self._names: AsyncListener | None = None
 
-    async def _run(self, flow: Flow) -> Any:
-        """Drive a flow on this client: the asyncio driver of :mod:`jobs_core.steps`."""
-        waker = None
+    async def __aenter__(self) -> AsyncCoordinator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _listener(self, grants: bool) -> AsyncListener:
+        if grants:
+            if self._grants is None:
+                self._grants = AsyncListener(self.client, self.keys.wake(self.channel_id), self.sharded, self.poll,
+                                             by_nonce=True)
+            return self._grants
+        if self._names is None:
+            self._names = AsyncListener(self.client, self.keys.channel, self.sharded, self.poll, by_nonce=False)
+        return self._names
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` on this client: the asyncio driver of :mod:`jobs_core.steps`."""
+        wakeup: AsyncWakeup | None = None
         if self.sharded:
             # redis-py's asyncio cluster client sets itself up on first use; coroutines racing
             # through that set-up break each other's new connections, so set it up first
@@ -193,31 +244,35 @@ class AsyncCoordinator(CoordinatorBase):
         try:
             step = next(flow)
             while True:
-                kind = step[0]
-                if kind == CALL:
-                    result = await getattr(self.scripts, step[1])(step[2], step[3])
-                elif kind == BATCH:
-                    async with self.client.pipeline(transaction=step[2]) as pipe:
-                        result = await queue(pipe, step[1]).execute()
-                elif kind == SUBSCRIBE:
-                    if step[3]:
-                        waker = self._listener.listening(step[1], step[2]) if self._listener else None
-                        result = waker is not None
-                    else:
-                        waker = await self.wakeups(step[1], step[2])
-                        result = None
-                    if waker is not None:
-                        waker.queued = step[4]  # until a try says which outputs it queues for
-                else:
-                    assert kind == SLEEP
-                    waker.queued = step[2]
-                    result = await waker.wait(step[1])
+                result: Any = None
+                match step:
+                    case Call(script, keys, args):
+                        result = await _io(getattr(self.scripts, script)(keys, args))
+                    case Batch(commands, transaction):
+                        result = await _io(self._batch(commands, transaction))
+                    case Expect(nonce, only_if_up):
+                        grants = self._listener(grants=True)
+                        found = grants.registered(nonce) if only_if_up else await grants.register(nonce)
+                        if found is not None:
+                            wakeup = found
+                            result = self.channel_id
+                    case Watch(names):
+                        wakeup = await self._listener(grants=False).register(names)
+                    case Sleep(seconds):
+                        if wakeup is None:
+                            await asyncio.sleep(seconds)
+                        else:
+                            result = await wakeup.take(seconds)
                 step = flow.send(result)
         except StopIteration as done:
             return done.value
         finally:
-            if waker is not None:
-                waker.close()
+            if wakeup is not None:
+                wakeup.close()
+
+    async def _batch(self, commands: Any, transaction: bool) -> list[Any]:
+        async with self.client.pipeline(transaction=transaction) as pipe:
+            return await queue(pipe, commands).execute()
 
     def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
             wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True,
@@ -226,70 +281,86 @@ class AsyncCoordinator(CoordinatorBase):
         options.setdefault("_depth", 3)
         return AsyncJob(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
 
+    async def stop_all(self, failed: bool = True) -> None:
+        """Stop every job :meth:`running_here` (as failed by default); see :meth:`jobs_core.Coordinator.stop_all`."""
+        for job in self.running_here():
+            try:
+                await job.stop(failed=failed)
+            except Exception:
+                log.exception("could not stop job %s", job.id)
+
     async def wait_ready(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *, timeout: float,
                          overwrite: bool = True) -> BlockReport:
-        return await self._run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+        """Wait until a job with these inputs and outputs could start; see :meth:`jobs_core.Coordinator.wait_ready`."""
+        return await self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
 
     async def holder(self, job_id: str) -> Holder | None:
-        return await self._run(self._holder_flow(job_id))
+        """The running jobs_core start of ``job_id``; see :meth:`jobs_core.Coordinator.holder`."""
+        return await self.run(self._holder_flow(job_id))
 
     async def written(self, names: Iterable[str]) -> dict[str, str]:
-        return await self._run(self._written_flow(names))
+        """``{name: writer}`` of the written ``names``; see :meth:`jobs_core.Coordinator.written`."""
+        return await self.run(self._written_flow(names))
 
     async def server_time(self) -> float:
-        return await self._run(self._now_flow())
+        """The Redis server's clock; see :meth:`jobs_core.Coordinator.server_time`."""
+        return await self.run(self._now_flow())
 
     async def stop_job(self, job_id: str, failed: bool = False, token: int | None = None,
                        output_ttl: float | None = None) -> str:
-        return await self._run(self._stop_job_flow(job_id, failed, token, output_ttl))
+        """Stop a running job by its id; see :meth:`jobs_core.Coordinator.stop_job`."""
+        return await self.run(self._stop_job_flow(job_id, failed, token, output_ttl))
 
     async def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
                           ) -> BlockReport:
-        return await self._run(self._why_blocked_flow(inputs, outputs, overwrite))
+        """What keeps such a job from starting now; see :meth:`jobs_core.Coordinator.why_blocked`."""
+        return await self.run(self._why_blocked_flow(inputs, outputs, overwrite))
 
     async def output_info(self, name: str) -> OutputInfo:
-        return await self._run(self._output_info_flow(name))
+        """What Redis knows about ``name``; see :meth:`jobs_core.Coordinator.output_info`."""
+        return await self.run(self._output_info_flow(name))
 
     async def running_jobs(self) -> list[RunningJob]:
-        return await self._run(self._running_jobs_flow())
+        """Every running job of the namespace; see :meth:`jobs_core.Coordinator.running_jobs`."""
+        return await self.run(self._running_jobs_flow())
 
     async def waiting_jobs(self) -> list[Waiter]:
-        return await self._run(self._waiting_flow())
+        """Jobs of the namespace waiting to start; see :meth:`jobs_core.Coordinator.waiting_jobs`."""
+        return await self.run(self._waiting_flow())
 
     async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
-        return await self._run(self._unlock_flow(inputs, outputs))
+        """Force-release locks (a repair); see :meth:`jobs_core.Coordinator.unlock`."""
+        return await self.run(self._unlock_flow(inputs, outputs))
 
     async def create_outputs(self, outputs: Iterable[str], job_id: str | None = None,
                              ttl: float | None = None) -> int:
+        """Mark outputs written without a job (a repair); see :meth:`jobs_core.Coordinator.create_outputs`."""
         job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
-        return await self._run(self._create_flow(outputs, job_id, ttl))
+        return await self.run(self._create_flow(outputs, job_id, ttl))
 
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
-        return await self._run(self._edges_flow(before, after))
+        """Lineage edges last seen in the time range; see :meth:`jobs_core.Coordinator.edges`."""
+        return await self.run(self._edges_flow(before, after))
 
-    async def wakeups(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup:
-        """Register for wake-ups on releases of ``names``; see :meth:`jobs_core.Coordinator.wakeups`."""
-        if self._listener is None:
-            self._listener = AsyncListener(self.client, self.keys.channel, self.sharded, self.poll)
-        return await self._listener.wakeups(names, job_id)
-
-    def _track_beat(self, task: asyncio.Task[None]) -> None:
-        """Keep a running job's heartbeat task, so that :meth:`aclose` can stop it."""
-        self._beat_tasks.add(task)
-        task.add_done_callback(self._beat_tasks.discard)
+    async def wakeups(self, names: Iterable[str]) -> AsyncWakeup:
+        """Register for wake-ups when any of ``names`` is released or written; see
+        :meth:`jobs_core.Coordinator.wakeups`."""
+        return await self._listener(grants=False).register(frozenset(check_names(names, "names")))
 
     async def aclose(self) -> None:
-        """Stop the wake-up listener and the heartbeats, and close the client's connections.
+        """Stop the wake-up listeners and the heartbeats, and close the client's connections.
 
-        Jobs still running keep their locks until their leases run out: they
-        are no longer renewed (a warning says how many).
+        Jobs waiting to start give up; jobs still running keep their locks until
+        their leases run out (a warning says how many).
         """
-        if self._listener is not None:
-            await self._listener.aclose()
-        beating = [task for task in self._beat_tasks if not task.done()]
-        for task in beating:
-            task.cancel()
-        if beating:
-            log.warning("coordinator closed with %d running job(s) on its heartbeat: their leases are no "
-                        "longer renewed and lapse", len(beating))
+        self.closed = True
+        for listener in (self._grants, self._names):
+            if listener is not None:
+                await listener.aclose()
+        running = self.running_here()
+        for job in running:
+            job._stop_beating()
+        if running:
+            log.warning("coordinator closed with %d running job(s): their leases are no longer renewed and "
+                        "lapse", len(running))
         await aclose_client(self.client)

@@ -14,10 +14,10 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from .connect import client_from_url, close_client, is_cluster_url
 from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable
@@ -28,14 +28,11 @@ from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
 from .names import check_job_id, check_name, check_names, check_text
+from .plan import CHECK, Plan, parse_start, parse_stop
 from .protocol import (
-    LOST,
-    Plan,
     check_seconds,
     holder_facts,
     output_info,
-    parse_start,
-    parse_stop,
     running_fields,
     running_job,
     server_time,
@@ -43,15 +40,18 @@ from .protocol import (
     text,
     to_ms,
 )
-from .scripts import Scripts
-from .steps import BATCH, CALL, SLEEP, SUBSCRIBE, Flow, cmd, queue
-from .waiting import POLL_MIN, final, queued, sleep_for
+from .scripts import ScanArgs, Scripts, argv
+from .steps import Batch, Call, Expect, Flow, Sleep, Watch, cmd, queue
+from .waiting import ready_flow
 
 log = logging.getLogger("jobs_core")
 _NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
                 "so use a prefix such as '{{jobs}}:' (braces included)")
 ENV_URL = "JOBS_REDIS_URL"
 ENV_PREFIX = "JOBS_PREFIX"
+#: How many plan templates a coordinator keeps (one per kind of job it runs).
+PLAN_CACHE = 256
+T = TypeVar("T")
 
 
 def is_cluster_client(client: Any) -> bool:
@@ -126,7 +126,14 @@ class CoordinatorBase:
         self.host = socket.gethostname()
         self.publish = "SPUBLISH" if self.sharded else "PUBLISH"
         self.scripts = Scripts(client)
-        self._plans: dict[tuple, Plan] = {}  # templates of job plans; see JobBase._plan_now
+        #: Suffix of this coordinator's own wake-up channel (grants for its waiting jobs).
+        self.channel_id = secrets.token_hex(8)
+        #: Guards what the threads sharing this coordinator share: the plans, the running jobs,
+        #: and the lazily made heartbeat and listeners.
+        self._lock = threading.Lock()
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # templates of job plans; see JobBase._plan_now
+        self._running: dict[int, Any] = {}  # jobs started here and not stopped, by id()
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} client={self.client!r}>"
@@ -164,50 +171,42 @@ class CoordinatorBase:
         kwargs.setdefault("prefix", os.environ.get(ENV_PREFIX, ""))
         return cls.from_url(url, **kwargs)
 
+    def plan_for(self, key: tuple[Any, ...], build: Callable[[], Plan]) -> Plan:
+        """The plan template for ``key`` (one per kind of job run here), built once with ``build``."""
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = build()
+                if len(self._plans) >= PLAN_CACHE:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = plan
+            return plan
+
+    def _track_job(self, job: Any) -> None:
+        with self._lock:
+            self._running[id(job)] = job
+
+    def _untrack_job(self, job: Any) -> None:
+        with self._lock:
+            self._running.pop(id(job), None)
+
+    def running_here(self) -> list[Any]:
+        """Jobs this process started through this coordinator and has not stopped."""
+        with self._lock:
+            jobs = list(self._running.values())
+        return [j for j in jobs if j.is_running and not j._forked()]
+
     # -- flows ---------------------------------------------------------------------------
-
-    def _until_flow(self, attempt: Callable[[float | None], Flow], names: frozenset[str], deadline: float,
-                    job_id: str | None = None, outputs: frozenset[str] = frozenset()) -> Flow:
-        """Retry ``attempt`` until it succeeds, a blocker is final, or ``deadline`` passes.
-
-        ``attempt(left)`` is a flow returning ``(done, result, server now,
-        blockers)``; ``left`` is None for the first try, then the seconds left
-        to wait. After a failed first try this subscribes to wake-ups for
-        ``names`` (so no release between a try and the sleep is missed) and
-        sleeps until one comes, a known holder's lease ends, or the fallback
-        poll. A job (``job_id``) queued as a writer for one of its ``outputs``
-        is woken by its release only when first in line. Returns ``(done, result, blockers
-        of the last try)``.
-        """
-        clock = self.clock
-        # already listening (other waits of this process): register first, then every try can wait
-        listening = clock() < deadline and (yield SUBSCRIBE, names, job_id, True, outputs)
-        done, result, now, blockers = yield from attempt(max(deadline - clock(), 0.001) if listening else None)
-        if done or clock() >= deadline or final(blockers):
-            return done, result, blockers
-        if not listening:
-            yield SUBSCRIBE, names, job_id, False, outputs
-        backoff, publishes = POLL_MIN, {}
-        while True:
-            done, result, now, blockers = yield from attempt(max(deadline - clock(), 0.0))
-            left = deadline - clock()
-            if done or left <= 0 or final(blockers):
-                return done, result, blockers
-            unknown = {b.holder.job_id for b in blockers if b.holder and b.reason != "output_queued"}
-            unknown -= publishes.keys()
-            if unknown:
-                publishes.update((yield from self._publishers_flow(unknown)))
-            woke = yield SLEEP, min(sleep_for(blockers, publishes, now, backoff), left), queued(blockers)
-            backoff = POLL_MIN if woke else min(backoff * 2, self.poll)
 
     def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Plan:
         """A plan for dry-run starts; job id "": no real job has it, so every lock counts as someone else's."""
         return Plan(self.keys, "", check_names(inputs, "inputs"), check_names(outputs, "outputs"), lease=1.0,
-                    overwrite=overwrite, history=False, output_ttl=None, host=self.host, pid=os.getpid(),
-                    publish=self.publish)
+                    renews=False, overwrite=overwrite, history=False, output_ttl=None, host=self.host,
+                    pid=os.getpid(), publish=self.publish)
 
-    def _report_flow(self, now: float, blockers: list[Blocker]) -> Flow:
+    def _report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
         """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
+        blockers = tuple(blockers)
         if not blockers:
             return BlockReport(True, now)
         facts = yield from self._holders_flow(b.holder for b in blockers if b.holder)
@@ -215,46 +214,33 @@ class CoordinatorBase:
             Blocker(b.reason, b.name, facts[b.holder.job_id]) if b.holder else b for b in blockers))
 
     def _wait_ready_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool, timeout: float
-                         ) -> Flow:
+                         ) -> Flow[BlockReport]:
         plan = self._check_plan(inputs, outputs, overwrite)
         timeout = check_seconds(timeout, "timeout")
         began = self.clock()
-
-        def attempt(left: float | None) -> Flow:
-            ready, _, now, blockers = parse_start((yield CALL, "start", plan.start_keys, plan.start_args("check")),
-                                                  plan)
-            return ready, now, now, blockers
-
-        ready, now, blockers = yield from self._until_flow(attempt, plan.wake_names, began + timeout)
-        if ready:
-            return BlockReport(True, now)
-        report = yield from self._report_flow(now, blockers)
+        reply = yield from ready_flow(plan, timeout, self.clock, self.poll)
+        if reply.started:
+            return BlockReport(True, reply.now)
+        report = yield from self._report_flow(reply.now, reply.blockers)
         raise ResourceUnavailable(report.reasons, report.blockers, self.clock() - began)
-
-    def _publishers_flow(self, job_ids: Iterable[str]) -> Flow:
-        """Which of these lock holders are running jobs_core jobs (whose release publishes)."""
-        ids = list(job_ids)
-        states = yield BATCH, [cmd("hget", self.keys.holder(i), "state") for i in ids], False
-        return {i: s is not None and text(s) == "running" for i, s in zip(ids, states)}
 
     def _holders_flow(self, holders: Iterable[Holder]) -> Flow:
         """Holder facts (token, host, pid) for lock holders known only by id and expiry."""
         by_id = {h.job_id: h for h in holders}
         if not by_id:
             return {}
-        records = yield BATCH, [cmd("hgetall", self.keys.holder(i)) for i in by_id], False
+        records = yield Batch([cmd("hgetall", self.keys.holder(i)) for i in by_id])
         return {i: holder_facts(i, r, h.expires) for (i, h), r in zip(by_id.items(), records)}
 
     def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
         plan = self._check_plan(inputs, outputs, overwrite)
-        reply = yield CALL, "start", plan.start_keys, plan.start_args("check")
-        _, _, now, blockers = parse_start(reply, plan)
-        return (yield from self._report_flow(now, blockers))
+        reply = parse_start((yield Call("start", plan.keys, plan.start_args("", CHECK))), plan)
+        return (yield from self._report_flow(reply.now, reply.blockers))
 
     def _holder_flow(self, job_id: str) -> Flow:
         job_id = check_job_id(job_id, "job id")
-        record, expires = yield BATCH, [cmd("hgetall", self.keys.holder(job_id)),
-                                        cmd("zscore", self.keys.running, job_id)], False
+        record, expires = yield Batch([cmd("hgetall", self.keys.holder(job_id)),
+                                       cmd("zscore", self.keys.running, job_id)])
         holder = holder_facts(job_id, record, None if expires is None else float(expires))
         return holder if holder.token is not None else None
 
@@ -262,11 +248,11 @@ class CoordinatorBase:
         name = check_name(name)
         k = self.keys
         now = yield from self._now_flow()
-        value, pttl, facts, writer, wpttl, readers = yield BATCH, [
+        value, pttl, facts, writer, wpttl, readers = yield Batch([
             cmd("get", k.output(name)), cmd("pttl", k.output(name)), cmd("get", k.facts(name)),
             cmd("get", k.olock(name)), cmd("pttl", k.olock(name)),
             cmd("zrange", k.ilock(name), 0, -1, withscores=True),
-        ], False
+        ])
         waiting = yield from self._waiting_flow()
         waiters = [w.job_id for w in waiting if name in w.inputs or name in w.outputs]
         info = output_info(name, now, value, pttl, facts, writer, wpttl, readers, waiters)
@@ -288,12 +274,12 @@ class CoordinatorBase:
     def _get_many_flow(self, keys: list[str]) -> Flow:
         """The values of ``keys`` in one round trip: MGET, or GETs on a cluster (whose pipelines refuse MGET)."""
         if self.sharded:
-            return (yield BATCH, [cmd("get", k) for k in keys], False)
-        return (yield BATCH, [cmd("mget", keys)], False)[0]
+            return (yield Batch([cmd("get", k) for k in keys]))
+        return (yield Batch([cmd("mget", keys)]))[0]
 
     def _now_flow(self) -> Flow:
         """The namespace server's clock (through a script, so a cluster asks the right shard)."""
-        return server_time((yield CALL, "time", [self.keys.token], []))
+        return server_time((yield Call("time", self.keys.scripts, ())))
 
     def _stop_job_flow(self, job_id: str, failed: bool, token: int | None, output_ttl: float | None) -> Flow:
         """Stop a running job by id, from any process: see :meth:`Coordinator.stop_job`."""
@@ -301,7 +287,7 @@ class CoordinatorBase:
         if token is not None and (isinstance(token, bool) or not isinstance(token, int) or token < 1):
             raise InvalidType(f"a fencing token is a positive int, not {token!r}")
         given_ttl = None if output_ttl is None else check_seconds(output_ttl, "output_ttl", minimum=0.001)
-        io, record = yield BATCH, [cmd("get", self.keys.job(job_id)), cmd("hgetall", self.keys.holder(job_id))], False
+        io, record = yield Batch([cmd("get", self.keys.job(job_id)), cmd("hgetall", self.keys.holder(job_id))])
         if io is None:
             raise NotRunning(f"job {job_id!r} is not running (never started, already stopped, or its lease ran out)")
         inputs, outputs = split_io(io)
@@ -315,28 +301,30 @@ class CoordinatorBase:
         else:
             ttl = self.output_ttl
         # the names come from Redis (a jobs.py client may have used any): keys only, no validation
-        plan = Plan(self.keys, job_id, inputs, outputs, lease=1.0, overwrite=True, history=False, output_ttl=ttl,
-                    host=self.host, pid=os.getpid(), publish=self.publish)
-        reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(token, not failed)
-        _, state, lost = parse_stop(reply, plan)
-        if state == LOST and not failed:
-            raise LockLost(job_id, lost, f"job {job_id!r} no longer holds {lost!r}: nothing was written, the "
-                                         f"locks it still held are released")
-        log.info("job %s stopped from outside (%s)", job_id, state)
-        return state
+        plan = Plan(self.keys, job_id, inputs, outputs, lease=1.0, renews=False, overwrite=True, history=False,
+                    output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
+        reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(token, not failed, secrets.token_hex(8),
+                                                                          forced=True))), plan)
+        if reply.status == 3:
+            raise NotRunning(f"job {job_id!r} was already stopped (as {reply.state})")
+        if reply.status == 0 and not failed:
+            raise LockLost(job_id, reply.lost, f"job {job_id!r} no longer holds {reply.lost!r}: nothing was written, "
+                                               f"the locks it still held are released")
+        log.info("job %s stopped from outside (%s)", job_id, reply.state)
+        return reply.state
 
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
         now = yield from self._now_flow()
-        (members,) = yield BATCH, [cmd("zrange", key, 0, -1, withscores=True)], False
+        (members,) = yield Batch([cmd("zrange", key, 0, -1, withscores=True)])
         return [(text(m), float(s)) for m, s in members if float(s) > now]
 
     def _running_jobs_flow(self) -> Flow:
         live = yield from self._live_members_flow(self.keys.running)
         if not live:
             return []
-        rows = yield BATCH, [c for i, _ in live for c in (cmd("get", self.keys.job(i)),
-                                                           cmd("hgetall", self.keys.holder(i)))], False
+        rows = yield Batch([c for i, _ in live for c in (cmd("get", self.keys.job(i)),
+                                                          cmd("hgetall", self.keys.holder(i)))])
         jobs = (running_job(i, s, rows[2 * n], rows[2 * n + 1]) for n, (i, s) in enumerate(live))
         return [j for j in jobs if j is not None]
 
@@ -346,21 +334,22 @@ class CoordinatorBase:
             return []
         records = yield from self._get_many_flow([self.keys.waiter(i) for i, _ in live])
         out = []
-        for (job_id, alive), raw in zip(live, records):
+        for (_, alive), raw in zip(live, records):
             if raw is None:
                 continue
             rec = json.loads(text(raw))
-            io = rec.get("io", [])
-            sep = io.index("") if "" in io else len(io)
-            out.append(Waiter(job_id, tuple(io[:sep]), tuple(io[sep + 1:]), rec.get("deadline", alive),
-                              rec.get("host"), rec.get("pid"), rec.get("since")))
+            names, nin = rec.get("names", []), int(rec.get("nin", 0))
+            out.append(Waiter(rec.get("id", ""), tuple(names[:nin]), tuple(names[nin:]),
+                              float(rec.get("deadline", alive)), rec.get("host"), rec.get("pid"),
+                              float(rec["since"]) if rec.get("since") else None))
         return out
 
     def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str]) -> Flow:
         ins, outs = check_names(inputs, "inputs"), check_names(outputs, "outputs")
         keys = [self.keys.token, self.keys.op(secrets.token_hex(8))]
         keys += [self.keys.ilock(n) for n in ins] + [self.keys.olock(n) for n in outs]
-        deleted, _ = yield CALL, "unlock", keys, [self.publish, self.keys.channel, "\n".join(ins + outs)]
+        deleted, _ = yield Call("unlock", keys, [self.publish, self.keys.channel, "\n".join(ins + outs)])
+        yield from self._scan_flow(ins + outs)
         return int(deleted)
 
     def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None) -> Flow:
@@ -370,12 +359,18 @@ class CoordinatorBase:
         for n in outs:
             keys += (self.keys.output(n), self.keys.olock(n), self.keys.facts(n))
         args = [job_id, 0 if ttl is None else to_ms(ttl), self.publish, self.keys.channel, "\n".join(outs)]
-        return int((yield CALL, "create", keys, args))
+        token = int((yield Call("create", keys, args)))
+        yield from self._scan_flow(outs)
+        return token
+
+    def _scan_flow(self, names: Iterable[str]) -> Flow[None]:
+        """After a repair changed ``names``: start the waiters this lets run, and tell them (scan.lua)."""
+        yield Call("scan", self.keys.scripts, argv(ScanArgs(self.publish), list(names)))
 
     def _edges_flow(self, before: Any, after: Any) -> Flow:
         low, high = score_range(before, after)
-        ins, outs = yield BATCH, [cmd("zrangebyscore", self.keys.graph_input, low, high),
-                                  cmd("zrangebyscore", self.keys.graph_output, low, high)], False
+        ins, outs = yield Batch([cmd("zrangebyscore", self.keys.graph_input, low, high),
+                                 cmd("zrangebyscore", self.keys.graph_output, low, high)])
         return clean_edges(ins), clean_edges(outs)
 
 
@@ -385,66 +380,103 @@ class Coordinator(CoordinatorBase):
     def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(client, prefix, **kwargs)
         self._heartbeat: Heartbeat | None = None
-        self._listener: Listener | None = None
-        self._running: weakref.WeakSet[Job] = weakref.WeakSet()
+        self._grants: Listener | None = None
+        self._names: Listener | None = None
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        """Stop the wake-up listener and the heartbeat, and close the client's connections.
+        """Stop the wake-up listeners and the heartbeat, and close the client's connections.
 
-        Jobs still running keep their locks until their leases run out: they
-        are no longer renewed (a warning says how many).
+        Jobs waiting to start give up (:class:`CoordinatorClosed`). Jobs still
+        running keep their locks until their leases run out: they are no
+        longer renewed (a warning says how many).
         """
-        if self._listener is not None:
-            self._listener.close()
+        with self._lock:
+            self.closed = True
+            listeners = [x for x in (self._grants, self._names) if x is not None]
+        for listener in listeners:
+            listener.close()
+        running = self.running_here()
         if self._heartbeat is not None:
-            beating = self._heartbeat.stop()
-            if beating:
-                log.warning("coordinator closed with %d running job(s) on its heartbeat: their leases are no "
-                            "longer renewed and lapse", beating)
+            self._heartbeat.stop()
+        if running:
+            log.warning("coordinator closed with %d running job(s): their leases are no longer renewed and "
+                        "lapse", len(running))
         close_client(self.client)
 
-    def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
-        """Register for wake-ups on releases of ``names`` (a context manager: ``wait(timeout)``).
+    def _listener(self, grants: bool) -> Listener:
+        with self._lock:
+            if grants:
+                if self._grants is None:
+                    self._grants = Listener(self.client, self.keys.wake(self.channel_id), self.sharded, self.poll,
+                                            by_nonce=True)
+                return self._grants
+            if self._names is None:
+                self._names = Listener(self.client, self.keys.channel, self.sharded, self.poll, by_nonce=False)
+            return self._names
 
-        Every wait of this coordinator shares one subscription; this returns
-        once the server confirmed it, so no release after the call is missed.
-        ``job_id`` is the waiting job's, for the outputs it is queued for.
+    def wakeups(self, names: Iterable[str]) -> Wakeup:
+        """Register for wake-ups when any of ``names`` is released or written (a context manager:
+        ``wait(timeout)`` returns True if one came).
+
+        Every such wait of this coordinator shares one subscription; this
+        returns once the server confirmed it, so no release after the call is missed.
         """
-        if self._listener is None:
-            self._listener = Listener(self.client, self.keys.channel, self.sharded, self.poll)
-        return self._listener.wakeups(names, job_id)
+        return self._listener(grants=False).register(frozenset(check_names(names, "names")))
 
-    def _run(self, flow: Flow) -> Any:
-        """Drive a flow on this client: the sync driver of :mod:`jobs_core.steps`."""
-        waker = None
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` on this client: the sync driver of :mod:`jobs_core.steps`."""
+        wakeup: Wakeup | None = None
         try:
             step = next(flow)
             while True:
-                kind = step[0]
-                if kind == CALL:
-                    result = getattr(self.scripts, step[1])(step[2], step[3])
-                elif kind == BATCH:
-                    with self.client.pipeline(transaction=step[2]) as pipe:
-                        result = queue(pipe, step[1]).execute()
-                elif kind == SUBSCRIBE:
-                    if step[3]:
-                        waker = self._listener.listening(step[1], step[2]) if self._listener else None
-                        result = waker is not None
-                    else:
-                        waker = self.wakeups(step[1], step[2])
-                        result = None
-                    if waker is not None:
-                        waker.queued = step[4]  # until a try says which outputs it queues for
-                else:
-                    assert kind == SLEEP
-                    waker.queued = step[2]
-                    result = waker.wait(step[1])
+                result: Any = None
+                match step:
+                    case Call(script, keys, args):
+                        result = getattr(self.scripts, script)(keys, args)
+                    case Batch(commands, transaction):
+                        with self.client.pipeline(transaction=transaction) as pipe:
+                            result = queue(pipe, commands).execute()
+                    case Expect(nonce, only_if_up):
+                        grants = self._listener(grants=True)
+                        found = grants.registered(nonce) if only_if_up else grants.register(nonce)
+                        if found is not None:
+                            wakeup = found
+                            result = self.channel_id
+                    case Watch(names):
+                        wakeup = self._listener(grants=False).register(names)
+                    case Sleep(seconds):
+                        if wakeup is None:
+                            time.sleep(seconds)
+                        else:
+                            result = wakeup.take(seconds)
                 step = flow.send(result)
         except StopIteration as done:
             return done.value
         finally:
-            if waker is not None:
-                waker.close()
+            if wakeup is not None:
+                wakeup.close()
+
+    def track(self, job: Job, first_beat: float | None) -> None:
+        """Count ``job`` as running here, renewed by the heartbeat after ``first_beat`` seconds (None: never)."""
+        self._track_job(job)
+        if first_beat is not None:
+            self.heartbeat.add(job, first_beat)
+
+    def untrack(self, job: Job) -> None:
+        """``job`` no longer runs here: no more renewals."""
+        self.unbeat(job)
+        self._untrack_job(job)
+
+    def unbeat(self, job: Job) -> None:
+        """No more renewals of ``job``."""
+        if self._heartbeat is not None:
+            self._heartbeat.remove(job)
 
     def job(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), duration: float = 60.0,
             wait: float | None = 0.0, overwrite: bool = True, heartbeat: bool | float = True, **options: Any) -> Job:
@@ -473,19 +505,10 @@ class Coordinator(CoordinatorBase):
     @property
     def heartbeat(self) -> Heartbeat:
         """The thread that renews this coordinator's jobs (started on first use)."""
-        if self._heartbeat is None:
-            self._heartbeat = Heartbeat(self.clock)
-        return self._heartbeat
-
-    def _track(self, job: Job) -> None:
-        self._running.add(job)
-
-    def _untrack(self, job: Job) -> None:
-        self._running.discard(job)
-
-    def running_here(self) -> list[Job]:
-        """Jobs this process started through this coordinator and has not stopped."""
-        return [j for j in list(self._running) if j.is_running and not j._forked()]
+        with self._lock:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self.clock)
+            return self._heartbeat
 
     def stop_all(self, failed: bool = True) -> None:
         """Stop every job :meth:`running_here` (as failed by default), e.g. on shutdown."""
@@ -505,19 +528,19 @@ class Coordinator(CoordinatorBase):
             ResourceUnavailable: still blocked after ``timeout`` seconds (or an
                 existing output with ``overwrite=False``).
         """
-        return self._run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+        return self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
 
     def holder(self, job_id: str) -> Holder | None:
         """The running jobs_core start of ``job_id`` (token, host, pid, lease expiry), or None."""
-        return self._run(self._holder_flow(job_id))
+        return self.run(self._holder_flow(job_id))
 
     def written(self, names: Iterable[str]) -> dict[str, str]:
         """``{name: writer job id}`` for those of ``names`` written (and not expired), in one round trip."""
-        return self._run(self._written_flow(names))
+        return self.run(self._written_flow(names))
 
     def server_time(self) -> float:
         """The Redis server's clock (of the namespace's shard), in epoch seconds."""
-        return self._run(self._now_flow())
+        return self.run(self._now_flow())
 
     def stop_job(self, job_id: str, failed: bool = False, token: int | None = None,
                  output_ttl: float | None = None) -> str:
@@ -535,24 +558,24 @@ class Coordinator(CoordinatorBase):
             NotRunning: no such running job.
             LockLost: a successful stop found locks lost; nothing was written.
         """
-        return self._run(self._stop_job_flow(job_id, failed, token, output_ttl))
+        return self.run(self._stop_job_flow(job_id, failed, token, output_ttl))
 
     def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
                     ) -> BlockReport:
         """Would a job with these inputs and outputs start now? If not, what blocks it, held by whom, until when."""
-        return self._run(self._why_blocked_flow(inputs, outputs, overwrite))
+        return self.run(self._why_blocked_flow(inputs, outputs, overwrite))
 
     def output_info(self, name: str) -> OutputInfo:
         """Whether ``name`` was written, by which job, when, with which token; who locks or waits on it."""
-        return self._run(self._output_info_flow(name))
+        return self.run(self._output_info_flow(name))
 
     def running_jobs(self) -> list[RunningJob]:
         """Every running job of the namespace, jobs_core and jobs.py alike."""
-        return self._run(self._running_jobs_flow())
+        return self.run(self._running_jobs_flow())
 
     def waiting_jobs(self) -> list[Waiter]:
         """Jobs of the namespace waiting to start (jobs_core jobs; jobs.py does not record waits)."""
-        return self._run(self._waiting_flow())
+        return self.run(self._waiting_flow())
 
     def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
         """Force-release read locks on ``inputs`` and write locks on ``outputs`` (a repair).
@@ -562,7 +585,7 @@ class Coordinator(CoordinatorBase):
         refresh and write anyway. Waiters are woken. Returns how many lock keys
         existed.
         """
-        return self._run(self._unlock_flow(inputs, outputs))
+        return self.run(self._unlock_flow(inputs, outputs))
 
     def create_outputs(self, outputs: Iterable[str], job_id: str | None = None, ttl: float | None = None) -> int:
         """Mark ``outputs`` written without running a job (a repair); returns the fencing token.
@@ -571,8 +594,8 @@ class Coordinator(CoordinatorBase):
         the writer (default ``<file>:<function>.<random>`` of the caller).
         """
         job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
-        return self._run(self._create_flow(outputs, job_id, ttl))
+        return self.run(self._create_flow(outputs, job_id, ttl))
 
     def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         """Lineage edges last seen in the time range: ``(["input -> job"...], ["job -> output"...])``."""
-        return self._run(self._edges_flow(before, after))
+        return self.run(self._edges_flow(before, after))

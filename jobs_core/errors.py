@@ -67,3 +67,7 @@ class LockLost(JobsError):
         super().__init__(message or f"job {job_id!r} lost its locks ({names})")
         self.job_id = job_id
         self.lost = lost
+
+
+class CoordinatorClosed(JobsError, RuntimeError):
+    """The coordinator was closed while a job waited to start."""

@@ -2,7 +2,9 @@
 
 :class:`JobBase` holds the state and the flows (see :mod:`jobs_core.steps`)
 shared by the sync :class:`Job` and the asyncio :class:`jobs_core.aio.AsyncJob`;
-those two add locking, the heartbeat and the context-manager forms.
+those two add locking, the heartbeat and the context-manager forms. A job
+reaches its coordinator only through :class:`Host`; how a start waits is
+:mod:`jobs_core.waiting`'s business.
 """
 
 from __future__ import annotations
@@ -15,22 +17,39 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunning, ResourceUnavailable
-from .facts import Blocker, group_reasons
+from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
+from .facts import Blocker
+from .keys import Keys
 from .names import check_job_id, check_names, fold
-from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
-from .steps import BATCH, CALL, Flow, cmd
-
-if TYPE_CHECKING:
-    from .coordinator import Coordinator, CoordinatorBase
+from .plan import Plan, StopReply, parse_refresh, parse_stop
+from .protocol import FAILED, WRITTEN, check_seconds
+from .steps import Call, Flow
+from .waiting import Started, Wait
 
 log = logging.getLogger("jobs_core")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 UNSET: Any = object()
-#: How many plan templates a coordinator keeps (one per kind of job it runs).
-PLAN_CACHE = 256
+
+
+class Host(Protocol):
+    """What a job needs of its coordinator (:class:`jobs_core.coordinator.CoordinatorBase`)."""
+
+    keys: Keys
+    host: str
+    publish: str
+    poll: float
+    history: bool
+    output_ttl: float | None
+    clock: Callable[[], float]
+
+    def run(self, flow: Flow[T]) -> Any:
+        """Run ``flow`` on the coordinator's client (sync: its result; asyncio: an awaitable of it)."""
+
+    def plan_for(self, key: tuple[Any, ...], build: Callable[[], Plan]) -> Plan:
+        """The coordinator's plan template for ``key``, built once with ``build``."""
 
 
 def caller_name(depth: int) -> str:
@@ -49,7 +68,7 @@ class JobBase:
 
     def __init__(
         self,
-        coordinator: CoordinatorBase,
+        coordinator: Host,
         inputs: Iterable[str],
         outputs: Iterable[str],
         duration: float,
@@ -67,8 +86,8 @@ class JobBase:
     ) -> None:
         self.inputs = check_names(inputs, "inputs")
         self.outputs = check_names(outputs, "outputs")
-        self.duration = check_seconds(duration, "duration", minimum=0.001)
-        self.wait = check_seconds(wait or 0, "wait")
+        self.duration: float = check_seconds(duration, "duration", minimum=0.001)  # type: ignore[assignment]
+        self.wait: float = check_seconds(wait or 0, "wait")  # type: ignore[assignment]
         if heartbeat is True:
             self.heartbeat: float | None = self.duration / 3
         elif heartbeat is False or heartbeat is None:
@@ -106,6 +125,7 @@ class JobBase:
         self._started_at = 0.0
         self._renewing = True
         self._stop_failed = False
+        self._stop_nonce: str | None = None
 
     def __repr__(self) -> str:
         state = f"running, token {self.token}" if self._active else "not running"
@@ -122,6 +142,7 @@ class JobBase:
         other.__dict__.update(self.__dict__)
         other.id = self._base if self._fixed else new_job_id(self._base)
         other.token, other._active, other.lost, other.waited, other.blockers = None, False, None, 0.0, ()
+        other._stop_nonce = None
         if self._plan is not None and not self._fixed and fold(other.id) != fold(self._plan.job_id):
             other._plan = None  # another lineage form (a renamed decorated job): build afresh
         return other
@@ -130,27 +151,23 @@ class JobBase:
         """The script plan, rebuilt when this process is not the one that built it."""
         pid = os.getpid()
         plan = self._plan
-        if plan is not None and plan.pid == pid:
-            if plan.job_id != self.id:
-                plan = self._plan = plan.with_id(self.id)
-            self._pid = pid
-            return plan
-        c = self.coordinator
-        # jobs made afresh for every run of the same work share one template (per process)
-        key = (self.inputs, self.outputs, self.duration, self.overwrite, self.history, self.output_ttl,
-               fold(self.id), pid)
-        template = c._plans.get(key)
-        if template is None:
-            template = Plan(
-                c.keys, self.id, self.inputs, self.outputs, lease=self.duration, overwrite=self.overwrite,
-                history=self.history, output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish,
-            )
-            if len(c._plans) >= PLAN_CACHE:
-                c._plans.pop(next(iter(c._plans)))
-            c._plans[key] = template
-        self._plan = template if template.job_id == self.id else template.with_id(self.id)
+        if plan is None or plan.pid != pid:
+            c = self.coordinator
+            # jobs made afresh for every run of the same work share one template (per process)
+            key = (self.inputs, self.outputs, self.duration, self.heartbeat is not None, self.overwrite,
+                   self.history, self.output_ttl, fold(self.id), pid)
+
+            def build() -> Plan:
+                return Plan(c.keys, self.id, self.inputs, self.outputs, lease=self.duration,
+                            renews=self.heartbeat is not None, overwrite=self.overwrite, history=self.history,
+                            output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish)
+
+            plan = c.plan_for(key, build)
+        if plan.job_id != self.id:
+            plan = plan.with_id(self.id)
+        self._plan = plan
         self._pid = pid
-        return self._plan
+        return plan
 
     def _check_owner(self) -> None:
         if not self._active:
@@ -162,66 +179,43 @@ class JobBase:
     def _forked(self) -> bool:
         return self._active and self._pid != os.getpid()
 
-    # -- flows: run by the coordinator's driver -----------------------------------------
+    # -- start -----------------------------------------------------------------------------
 
-    def _start_flow(self, nonce: str) -> Flow:
-        """Try to start; wait with wake-ups if allowed. Returns the token.
-
-        ``nonce`` marks this start() call, so a replayed script call is answered
-        with the token of the first instead of counting as another start.
-        """
-        plan = self._plan_now()
-        clock = self.coordinator.clock
-        began = clock()
-        sent = [began]
+    def _new_wait(self) -> Wait:
         self.blockers, self.waited = (), 0.0
+        c = self.coordinator
+        return Wait(self._plan_now(), secrets.token_hex(8), self.wait, c.clock, c.poll)
 
-        ticket = [0.0]  # the server time of the first failed try: this job's place in output queues
-
-        def attempt(left: float | None) -> Flow:
-            sent[0] = clock()
-            args = plan.start_args("wait" if left else "start", left or 0, nonce, ticket[0])
-            started, token, now, blockers = parse_start((yield CALL, "start", plan.start_keys, args), plan)
-            if not started and not self.blockers:
-                self.blockers = tuple(blockers)
-                ticket[0] = now
-            return started, token, now, blockers
-
-        started, token, blockers = yield from self.coordinator._until_flow(
-            attempt, plan.wake_names, began + self.wait, self.id, frozenset(self.outputs))
-        if not started:
-            raise self._unavailable(blockers, began)
-        self.waited = clock() - began
-        self.token = token
+    def _begin(self, wait: Wait, started: Started) -> float | None:
+        """Record a start; returns the delay to its first renewal (None: it does not renew)."""
+        self.blockers, self.waited = wait.blockers, wait.waited
+        self.token = started.token
         self._active = True
         self._stop_failed = False
+        self._stop_nonce = None
         self.lost = None
-        self._deadline = sent[0] + self.duration
-        self._started_at = sent[0]
+        self._started_at = started.sent
+        self._deadline = started.sent + started.lease
         self._renewing = True
-        log.info("job %s started with token %d", self.id, token)
-        return token
+        how = f"granted after waiting {self.waited:.3f}s" if started.granted else "started"
+        log.info("job %s %s with token %d", self.id, how, started.token)
+        if self.heartbeat is None:
+            return None
+        return min(self.heartbeat, started.lease / 3)
 
-    def _abandon_flow(self, nonce: str) -> Flow:
-        """After a start call failed in flight: release the locks if the call took them after all."""
-        plan = self._plan
-        state, held_nonce, token = (yield BATCH, [cmd("hmget", plan.start_keys[2], "state", "nonce", "token")],
-                                    False)[0]
-        if state is not None and text(state) == "running" and text(held_nonce) == nonce:
-            yield CALL, "stop", plan.stop_keys, plan.stop_args(int(token), False)
-            log.warning("job %s: start failed in flight after taking its locks; released them", self.id)
+    def _not_started(self, wait: Wait, exc: BaseException) -> None:
+        self.blockers, self.waited = wait.blockers, wait.waited
+        if isinstance(exc, ResourceUnavailable):
+            log.info("job %s could not start: %s", self.id, exc)
 
-    def _unavailable(self, blockers: list[Blocker], began: float) -> ResourceUnavailable:
-        self.waited = self.coordinator.clock() - began if self.wait > 0 else 0.0
-        err = ResourceUnavailable(group_reasons(blockers), blockers, self.waited)
-        log.info("job %s could not start: %s", self.id, err)
-        return err
+    # -- flows: run by the coordinator's driver -----------------------------------------
 
-    def _refresh_flow(self, renew: bool) -> Flow:
+    def _refresh_flow(self, renew: bool) -> Flow[tuple[dict[str, list[str]], bool] | None]:
         """One refresh; returns ``(lost, first_time)`` if locks were lost, else None."""
         plan = self._plan
+        assert plan is not None and self.token is not None
         sent = self.coordinator.clock()
-        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(self.token, renew)
+        reply = yield Call("refresh", plan.keys, plan.refresh_args(self.token, renew))
         _, lost = parse_refresh(reply, plan)
         if renew and not lost:
             self._deadline = sent + self.duration
@@ -229,29 +223,30 @@ class JobBase:
             return lost, self._note_lost(lost)
         return None
 
-    def _resume_flow(self, token: int) -> Flow:
+    def _resume_flow(self, token: int) -> Flow[None]:
         """Adopt a start made elsewhere: renew its leases under ``token``, or raise LockLost."""
         if isinstance(token, bool) or not isinstance(token, int) or token < 1:
             raise InvalidType(f"a fencing token is a positive int, not {token!r}")
         plan = self._plan_now()
         sent = self.coordinator.clock()
-        reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(token, True, strict=True)
+        reply = yield Call("refresh", plan.keys, plan.refresh_args(token, True, strict=True))
         _, lost = parse_refresh(reply, plan)
         if lost:
             raise LockLost(self.id, lost, f"job {self.id!r} with token {token} cannot be resumed: it does not "
                                           f"hold {lost!r} (nothing was renewed)")
-        self.token, self._active, self._stop_failed, self.lost = token, True, False, None
-        self._deadline = self._started_at = sent
-        self._deadline += self.duration
+        self.token, self._active, self._stop_failed, self.lost, self._stop_nonce = token, True, False, None, None
+        self._started_at = sent
+        self._deadline = sent + self.duration
         self._renewing = True
         log.info("job %s resumed with token %d", self.id, token)
 
-    def _detach_flow(self, lease: float | None) -> Flow:
+    def _detach_flow(self, lease: float | None) -> Flow[int | None]:
         """Leave the locks held for another process to :meth:`resume`; see :meth:`Job.detach`."""
         if lease is not None:
             lease = check_seconds(lease, "lease", minimum=0.001)
             plan = self._plan
-            reply = yield CALL, "refresh", plan.refresh_keys, plan.refresh_args(self.token, True, True, lease)
+            assert plan is not None and self.token is not None
+            reply = yield Call("refresh", plan.keys, plan.refresh_args(self.token, True, True, lease))
             _, lost = parse_refresh(reply, plan)
             if lost:
                 self._note_lost(lost)
@@ -262,23 +257,42 @@ class JobBase:
                  f" for {lease}s" if lease is not None else "")
         return self.token
 
-    def _stop_flow(self, commit: bool) -> Flow:
+    def _stop_flow(self, commit: bool) -> Flow[None]:
         plan = self._plan
-        reply = yield CALL, "stop", plan.stop_keys, plan.stop_args(self.token, commit)
-        status, state, lost = parse_stop(reply, plan)
-        token, self._active = self.token, False
-        again = " (by an earlier stop call)" if status == 2 else ""
-        if state == WRITTEN:
+        assert plan is not None
+        if self._stop_nonce is None:
+            self._stop_nonce = secrets.token_hex(8)  # kept across repeats of a stop that failed in flight
+        reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(self.token, commit, self._stop_nonce))),
+                           plan)
+        self._active = False
+        self._stopped(reply, commit)
+
+    def _stopped(self, reply: StopReply, commit: bool) -> None:
+        """Log a stop's outcome, or raise :class:`LockLost` when it could not do what was asked."""
+        plan = self._plan
+        assert plan is not None
+        token = self.token
+        if reply.status == 3:
+            if commit and (reply.forced or reply.state != WRITTEN):
+                lost = self.lost or plan.all_lost()
+                self._note_lost(lost)
+                how = "stopped from outside" if reply.forced else "stopped by the process that resumed it"
+                raise LockLost(self.id, lost, f"job {self.id!r} (token {token}) was {how} (as {reply.state}) before "
+                                              f"this stop, which wrote nothing")
+            log.info("job %s (token %s) was already stopped (as %s) by another call", self.id, token, reply.state)
+            return
+        again = " (by an earlier try of this stop)" if reply.status == 2 else ""
+        if reply.state == WRITTEN:
             log.info("job %s (token %s) stopped, outputs written%s", self.id, token, again)
-        elif state == FAILED or not commit:
+        elif reply.state == FAILED or not commit:
             log.info("job %s (token %s) stopped as failed%s%s", self.id, token, again,
-                     f"; locks already gone: {lost!r}" if lost else "")
-        elif self._stop_failed and status == 0:
-            lost = lost or plan.lost_reasons(range(1, len(plan.names) + 1))
-            raise LockLost(self.id, lost, f"job {self.id!r}: an earlier stop failed in flight and its outcome is "
-                                          f"no longer on record; its outputs may or may not have been written")
+                     f"; locks already gone: {reply.lost!r}" if reply.lost else "")
+        elif self._stop_failed and reply.status == 0:
+            raise LockLost(self.id, reply.lost or plan.all_lost(),
+                           f"job {self.id!r}: an earlier stop failed in flight and its outcome is no longer on "
+                           f"record; its outputs may or may not have been written")
         else:
-            lost = lost or self.lost or plan.lost_reasons(range(1, len(plan.names) + 1))
+            lost = reply.lost or self.lost or plan.all_lost()
             self._note_lost(lost)
             raise LockLost(self.id, lost, f"job {self.id!r} lost locks before it stopped{again}, so no output "
                                           f"was written: {lost!r}")
@@ -311,9 +325,9 @@ class JobBase:
             raise LockLost(self.id, self.lost)
         self._check_owner()
         if self.coordinator.clock() >= self._deadline:
-            lost = self._plan.lost_reasons(range(1, len(self._plan.names) + 1))
-            raise LockLost(self.id, lost, f"job {self.id!r}: its lease may have run out "
-                                          f"(not renewed within {self.duration}s)")
+            assert self._plan is not None
+            raise LockLost(self.id, self._plan.all_lost(), f"job {self.id!r}: its lease may have run out "
+                                                           f"(not renewed within {self.duration}s)")
 
     def _for_function(self, fn: Callable[..., Any]) -> tuple[Any, bool]:
         """The job a decorated ``fn`` runs as (named after ``fn`` unless named), and whether
@@ -337,8 +351,6 @@ class Job(JobBase):
     success, left untouched on an exception.
     """
 
-    coordinator: Coordinator
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock = threading.RLock()
@@ -351,32 +363,38 @@ class Job(JobBase):
     def start(self) -> Job:
         """Take the locks, waiting up to ``wait`` seconds; return the job (already running: no-op).
 
+        Whatever ends a wait early (an interrupt, the coordinator closing), the
+        job leaves every line at once and never starts afterwards.
+
         Raises:
             ResourceUnavailable: inputs missing or being written, outputs locked
-                or read (or existing, with ``overwrite=False``), or another start
-                of the same job id running, when the wait ran out.
+                or read (or existing, with ``overwrite=False``), waiters ahead in
+                line, or another start of the same job id running, when the wait ran out.
+            CoordinatorClosed: the coordinator was closed while the job waited.
         """
         with self._lock:
             if self._active:
                 return self
             c = self.coordinator
-            nonce = secrets.token_hex(8)
+            wait = self._new_wait()
             try:
-                c._run(self._start_flow(nonce))
-            except JobsError:
+                started = c.run(wait.flow())
+            except BaseException as exc:
+                self._not_started(wait, exc)
+                if wait.dirty:
+                    self._leave(wait)
                 raise
-            except BaseException:
-                if self._plan is not None:
-                    try:
-                        c._run(self._abandon_flow(nonce))
-                    except Exception:
-                        log.warning("job %s: could not check whether a failed start took locks; they expire "
-                                    "with their lease (%ss)", self.id, self.duration, exc_info=True)
-                raise
-            if self.heartbeat is not None:
-                c.heartbeat.add(self, self.heartbeat)
-            c._track(self)
+            first_beat = self._begin(wait, started)
+            c.track(self, first_beat)
             return self
+
+    def _leave(self, wait: Wait) -> None:
+        try:
+            if self.coordinator.run(wait.leave_flow()):
+                log.info("job %s gave up waiting after a start was made for it; released it", self.id)
+        except Exception:
+            log.warning("job %s: could not leave its place in line; it lapses within 30s (and locks taken for it "
+                        "with their lease, %ss)", self.id, self.duration, exc_info=True)
 
     def resume(self, token: int) -> Job:
         """Take over a start of this job id made elsewhere (another process, a shell), given its token.
@@ -390,11 +408,8 @@ class Job(JobBase):
         with self._lock:
             if self._active:
                 raise NotRunning(f"job {self.id!r} is already running here (token {self.token})")
-            c = self.coordinator
-            c._run(self._resume_flow(token))
-            if self.heartbeat is not None:
-                c.heartbeat.add(self, self.heartbeat)
-            c._track(self)
+            self.coordinator.run(self._resume_flow(token))
+            self.coordinator.track(self, self.heartbeat)
             return self
 
     def detach(self, lease: float | None = None) -> int:
@@ -413,9 +428,8 @@ class Job(JobBase):
         with self._lock:
             self._check_owner()
             c = self.coordinator
-            token = c._run(self._detach_flow(lease))
-            c.heartbeat.remove(self)
-            c._untrack(self)
+            token = c.run(self._detach_flow(lease))
+            c.untrack(self)
             return token
 
     def stop(self, failed: bool = False) -> None:
@@ -428,7 +442,9 @@ class Job(JobBase):
         first one did.
 
         Raises:
-            LockLost: a successful stop found locks lost; nothing was written.
+            LockLost: a successful stop could not write the outputs: locks were
+                lost, or something else ended this start first (a forced stop,
+                ``stop_job``); nothing was written by this stop.
             NotRunning: called in a forked child of the process that started it.
         """
         if self._forked():
@@ -438,14 +454,15 @@ class Job(JobBase):
                 return
             c = self.coordinator
             try:
-                c._run(self._stop_flow(not failed))
+                c.run(self._stop_flow(not failed))
             except BaseException:
                 self._stop_failed = self._active
                 raise
             finally:
-                c.heartbeat.remove(self)  # after a failed stop the lease lapses unless stop() is repeated
-                if not self._active:
-                    c._untrack(self)
+                if self._active:
+                    c.unbeat(self)  # after a failed stop the lease lapses unless stop() is repeated
+                else:
+                    c.untrack(self)
 
     def refresh(self) -> None:
         """Renew every lease now.
@@ -457,7 +474,7 @@ class Job(JobBase):
         self._check_owner()
         with self._lock:
             self._check_owner()
-            lost = self.coordinator._run(self._refresh_flow(renew=True))
+            lost = self.coordinator.run(self._refresh_flow(renew=True))
         if lost is not None:
             if lost[1]:
                 self._call_on_lost()
@@ -487,7 +504,7 @@ class Job(JobBase):
                 return None
             renew, delay = self._beat_plan()
             try:
-                lost = self.coordinator._run(self._refresh_flow(renew))
+                lost = self.coordinator.run(self._refresh_flow(renew))
             except Exception:  # keep beating: the lease still has two intervals left
                 log.exception("heartbeat of job %s failed; retrying in %.3gs", self.id, delay / 2)
                 return delay / 2

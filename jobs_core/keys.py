@@ -1,4 +1,7 @@
-"""Every Redis key and channel name jobs_core uses; the only place they are built.
+"""Every Redis key and channel name jobs_core uses; the only place Python builds them.
+
+The scripts derive the keys they touch from the prefix in ``lua/lib.lua``,
+with the same rules (``tests/test_scripts.py`` checks the two agree).
 
 The layout is shared with jobs.py (jobspy 0.31) so both can run on one Redis:
 ``<prefix><name>`` is an output, ``olock:``/``ilock:`` are the write and read
@@ -12,11 +15,17 @@ from __future__ import annotations
 class Keys:
     """Key names of one namespace (``prefix``)."""
 
-    __slots__ = ("prefix", "running", "token", "graph_input", "graph_output", "waiting", "channel", "identity")
+    __slots__ = ("prefix", "running", "guard", "token", "graph_input", "graph_output", "waiting", "channel",
+                 "identity", "scripts")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.running = prefix + "jobs:running"
+        #: Never written: the scripts declare it so that a cluster refuses them while the
+        #: namespace's slot migrates (see lua/lib.lua).
+        self.guard = prefix + "jobs:guard"
+        #: KEYS of every script on lua/lib.lua.
+        self.scripts = (self.running, self.guard)
         self.token = prefix + "jobs:token"
         self.graph_input = prefix + "jobs:graph:input"
         self.graph_output = prefix + "jobs:graph:output"
@@ -38,7 +47,7 @@ class Keys:
         return self.prefix + "ilock:" + name
 
     def queue(self, name: str) -> str:
-        """Writers waiting for a name, scored by when they began to wait."""
+        """The line of a name: waiting start() calls (nonces), scored by when they began to wait."""
         return self.prefix + "jobs:queue:" + name
 
     def facts(self, name: str) -> str:
@@ -57,9 +66,17 @@ class Keys:
         """The remembered result of one repair call, so a replayed call repeats it."""
         return self.prefix + "jobs:op:" + nonce
 
-    def waiter(self, job_id: str) -> str:
-        """What a waiting job waits for, with host and pid."""
-        return self.prefix + "jobs:waiting:" + job_id
+    def waiter(self, nonce: str) -> str:
+        """A waiting start() call's request (JSON: job id, names, lease, host, pid, ticket...)."""
+        return self.prefix + "jobs:waiting:" + nonce
+
+    def idqueue(self, job_id: str) -> str:
+        """Start calls waiting for another start of the same job id to end, scored by ticket."""
+        return self.prefix + "jobs:idqueue:" + job_id
+
+    def wake(self, channel_id: str) -> str:
+        """The pub/sub channel of one coordinator: grants and nudges for its waiting jobs."""
+        return self.channel + ":" + channel_id
 
 
 def has_hash_tag(prefix: str) -> bool:

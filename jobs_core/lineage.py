@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidArgument, InvalidType
 from .display import printable
+from .errors import InvalidArgument, InvalidType
 from .names import ARROW, fold
 
 _TS_RE = re.compile(r"^\d{9,}(?:\.\d*)?$")

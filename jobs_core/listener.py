@@ -1,20 +1,27 @@
-"""One pub/sub subscription per coordinator, waking the jobs waiting in this process.
+"""Pub/sub subscriptions of a coordinator, delivering messages to the waits of this process.
 
-The release scripts publish the names they release on the namespace's channel.
-A waiting job registers its names with the coordinator's listener; the first
-registration starts the listener (a thread, or an asyncio task) and returns
-only once the server confirmed the subscription, so a release after the
-registration is never missed. Every waiting job of a process shares that one
-connection: a wait costs no connection of its own, nothing to set up or tear
-down on the hand-off's path, and no pool slot.
+A coordinator has up to two, each started on first use (a thread, or an
+asyncio task) and stopped after ``IDLE_EXIT`` seconds without registrations:
 
-If the subscription cannot be made or breaks (a user without channel
-permissions, a dropped connection), waiting jobs poll every ``poll`` seconds
-at most until it is back; once it is, every waiting job is woken to look
-again, since a release may have gone unheard meanwhile.
+* its **own channel** ``<prefix>jobs:wake:<id>``, on which the release
+  scripts publish to this coordinator only: a grant for one of its waiting
+  start() calls (``<nonce>\\t<token>\\t<lease ms>``), or a nudge to look again
+  (``<nonce>``). A release thus wakes the one process concerned;
+* the namespace's **broadcast channel** ``<prefix>jobs:wake``, on which
+  every release publishes the names it changed (a JSON array), for waits on
+  names rather than on a start (``wait_ready``, the Airflow triggers).
 
-On a cluster the channel is a shard channel (``SSUBSCRIBE``), held on a
-connection of its own to the master serving the channel's slot (the
+A registration returns once the server confirmed the subscription, so a
+message published after it is never missed. Every wait of a process shares
+the coordinator's connections: a wait costs no connection of its own.
+
+If a subscription cannot be made or breaks (a user without channel
+permissions, a dropped connection), waits poll every ``poll`` seconds at most
+until it is back; once it is, every registration is told to look again, since
+a message may have gone unheard meanwhile.
+
+On a cluster the channels are shard channels (``SSUBSCRIBE``), held on a
+connection of their own to the master serving the channel's slot (the
 namespace's slot). When that master fails over or the slot moves, the server
 drops the subscription; the listener then refreshes the cluster's slot map and
 subscribes again on the new master.
@@ -24,33 +31,35 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
 from .protocol import text
+from .waiting import Closed, Grant, Message, Retry
 
 log = logging.getLogger("jobs_core")
 
 #: How long a registration waits for the server to confirm the subscription.
 SUBSCRIBE_TIMEOUT = 5.0
-#: The listener stops (and closes its connection) after this many seconds without waiters.
+#: The listener stops (and closes its connection) after this many seconds without registrations.
 IDLE_EXIT = 5.0
-#: How often an idle listener checks whether it still has waiters.
+#: How often an idle listener checks whether it still has registrations.
 READ_TIMEOUT = 1.0
+RETRY = Retry()
+CLOSED = Closed()
 
 
 class SubscriptionLost(Exception):
     """The server ended the subscription (on a cluster: the channel's slot moved to another master)."""
 
 
-def _released(message: Any) -> dict[str, str] | None:
-    """``{name: first queued waiter or ""}`` of a release message, or None if it is not one.
-
-    A line is ``<name>`` or ``<name>\t<waiter>`` (see stop.lua).
+def _payload(message: Any) -> str | None:
+    """The data of a published message, or None if it is none.
 
     Raises:
         SubscriptionLost: the message says the server unsubscribed us.
@@ -60,90 +69,137 @@ def _released(message: Any) -> dict[str, str] | None:
         raise SubscriptionLost(f"the server ended the subscription to {text(message.get('channel'))!r}")
     if kind not in ("message", "smessage"):
         return None
-    out = {}
-    for line in text(message["data"]).split("\n"):
-        name, _, head = line.partition("\t")
-        out[name] = head
-    return out
-
-
-class _Registration:
-    """What a waiting job waits for: its names, and those it is queued for as a writer."""
-
-    __slots__ = ("names", "job_id", "queued", "event", "_listener")
-
-    def __init__(self, listener: Any, names: Iterable[str], job_id: str | None, event: Any) -> None:
-        self.names = frozenset(names)
-        self.job_id = job_id
-        self.queued: frozenset[str] = frozenset()
-        self.event = event
-        self._listener = listener
-
-    def wants(self, released: dict[str, str] | None) -> bool:
-        """Whether a release concerns this job: one of its names, and for a name it is queued
-        for, only when it is first in line (or the line is empty)."""
-        if released is None:
-            return True
-        for name in self.names.intersection(released):
-            if name not in self.queued or released[name] in ("", self.job_id):
-                return True
-        return False
+    return text(message["data"])
 
 
 def _confirms(message: Any) -> bool:
     return bool(message) and text(message.get("type")) in ("subscribe", "ssubscribe")
 
 
-class _ListenerBase:
-    """What the thread and task listeners share: settings, waiters, and who to wake."""
+def _merge(old: Message | None, new: Message) -> Message:
+    """Of two messages not yet read, the one that matters: a grant or a close over a nudge."""
+    return old if isinstance(old, (Grant, Closed)) else new
 
-    def __init__(self, client: Any, channel: str, sharded: bool, poll: float) -> None:
+
+class _Registration:
+    """One wait's registration: the message delivered to it, until it reads it."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.message: Message | None = None
+
+    def wants(self, names: frozenset[str]) -> bool:
+        return isinstance(self.key, frozenset) and not self.key.isdisjoint(names)
+
+
+class _Routes:
+    """Who a payload is for: by nonce on a coordinator's own channel, by name on the broadcast one."""
+
+    def __init__(self, by_nonce: bool) -> None:
+        self.by_nonce = by_nonce
+        self.regs: dict[int, _Registration] = {}
+        self.nonces: dict[str, _Registration] = {}
+
+    def add(self, reg: _Registration) -> None:
+        self.regs[id(reg)] = reg
+        if self.by_nonce:
+            self.nonces[reg.key] = reg
+
+    def remove(self, reg: _Registration) -> None:
+        self.regs.pop(id(reg), None)
+        if self.by_nonce and self.nonces.get(reg.key) is reg:
+            del self.nonces[reg.key]
+
+    def route(self, payload: str) -> Iterator[tuple[_Registration, Message]]:
+        if self.by_nonce:
+            for line in payload.split("\n"):
+                nonce, _, rest = line.partition("\t")
+                reg = self.nonces.get(nonce)
+                if reg is None:
+                    continue
+                if rest:
+                    token, _, lease = rest.partition("\t")
+                    yield reg, Grant(int(token), int(lease or 0))
+                else:
+                    yield reg, RETRY
+            return
+        try:
+            names = frozenset(str(n) for n in json.loads(payload))
+        except (ValueError, TypeError):
+            return
+        for reg in list(self.regs.values()):
+            if reg.wants(names):
+                yield reg, RETRY
+
+
+class _ListenerBase:
+    """What the thread and task listeners share: settings, registrations, and delivery."""
+
+    def __init__(self, client: Any, channel: str, sharded: bool, poll: float, by_nonce: bool) -> None:
         self._client = client
-        self._channel = channel
+        self.channel = channel
         self._sharded = sharded
         self.poll = poll
+        self._by_nonce = by_nonce
         #: True while no subscription is up: waits then poll.
         self.polling = False
-        self._waiters: set[Any] = set()
+        self._routes = _Routes(by_nonce)
 
     def _subscribe_call(self, pubsub: Any) -> Any:
         if not self._sharded:
-            return pubsub.subscribe(self._channel)
+            return pubsub.subscribe(self.channel)
         if not hasattr(pubsub, "ssubscribe"):  # valkey-py's asyncio PubSub
-            return pubsub.execute_command("SSUBSCRIBE", self._channel)
-        return pubsub.ssubscribe(self._channel)
+            return pubsub.execute_command("SSUBSCRIBE", self.channel)
+        return pubsub.ssubscribe(self.channel)
 
     def _read_call(self, pubsub: Any, timeout: float) -> Any:
         return pubsub.get_message(timeout=timeout)
 
-    def _wake(self, released: dict[str, str] | None) -> None:
-        """Wake the waiters a release concerns (all of them for None)."""
-        for w in list(self._waiters):
-            if w.wants(released):
-                w.event.set()
+    def _deliver(self, reg: Any, message: Message) -> None:
+        raise NotImplementedError
+
+    def _dispatch(self, payload: str) -> None:
+        for reg, message in list(self._routes.route(payload)):
+            self._deliver(reg, message)
+
+    def _all(self, message: Message) -> None:
+        for reg in list(self._routes.regs.values()):
+            self._deliver(reg, message)
 
     def _broken(self, exc: BaseException) -> None:
         if not self.polling:
             log.warning("no wake-ups on %r (%s); waiting jobs poll every %ss until the subscription is back",
-                        self._channel, exc, self.poll)
+                        self.channel, exc, self.poll)
         self.polling = True
 
 
 class Wakeup(_Registration):
-    """One waiting job's registration with a :class:`Listener`; a context manager."""
+    """A sync registration: ``wait(timeout)``, and a context manager that ends it."""
 
-    __slots__ = ()
+    def __init__(self, listener: Listener, key: Any) -> None:
+        super().__init__(key)
+        self._listener = listener
+        self._event = threading.Event()
+        self._lock = threading.Lock()
 
-    def __init__(self, listener: Listener, names: Iterable[str], job_id: str | None) -> None:
-        super().__init__(listener, names, job_id, threading.Event())
+    def deliver(self, message: Message) -> None:
+        with self._lock:
+            self.message = _merge(self.message, message)
+            self._event.set()
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True if a release of one of the names came."""
+    def take(self, timeout: float) -> Message | None:
+        """Sleep up to ``timeout`` seconds for a message; return it, or None."""
         if self._listener.polling:
             timeout = min(timeout, self._listener.poll)
-        woke = self.event.wait(timeout)
-        self.event.clear()  # before the next try: a release during that try wakes the next wait
-        return woke
+        self._event.wait(max(timeout, 0.0))
+        with self._lock:
+            message, self.message = self.message, None
+            self._event.clear()
+        return message
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if a wake-up came."""
+        return self.take(timeout) is not None
 
     def close(self) -> None:
         self._listener._remove(self)
@@ -156,28 +212,32 @@ class Wakeup(_Registration):
 
 
 class Listener(_ListenerBase):
-    """The sync listener: a daemon thread holding the subscription while jobs wait."""
+    """The sync listener: a daemon thread holding one subscription while waits are registered."""
 
-    def __init__(self, client: Any, channel: str, sharded: bool, poll: float) -> None:
-        super().__init__(client, channel, sharded, poll)
+    def __init__(self, client: Any, channel: str, sharded: bool, poll: float, by_nonce: bool) -> None:
+        super().__init__(client, channel, sharded, poll, by_nonce)
         self._reset()
 
     def _reset(self) -> None:
-        # Also run in a forked child: the parent's thread, lock state and waiters stay behind.
+        # Also run in a forked child: the parent's thread, lock state and registrations stay behind.
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._waiters = set()
+        self._routes = _Routes(self._by_nonce)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._closing = False
 
-    def wakeups(self, names: Iterable[str], job_id: str | None = None) -> Wakeup:
-        """Register a waiting job; returns once the subscription is confirmed (or known broken)."""
+    def _deliver(self, reg: Any, message: Message) -> None:
+        reg.deliver(message)
+
+    def register(self, key: Any) -> Wakeup:
+        """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
+        confirmed (or known broken)."""
         if self._pid != os.getpid():
             self._reset()
-        wakeup = Wakeup(self, names, job_id)
+        wakeup = Wakeup(self, key)
         with self._lock:
-            self._waiters.add(wakeup)
+            self._routes.add(wakeup)
             self._closing = False
             if self._thread is None:
                 self._ready.clear()
@@ -187,34 +247,35 @@ class Listener(_ListenerBase):
             self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
         return wakeup
 
-    def listening(self, names: Iterable[str], job_id: str | None = None) -> Wakeup | None:
-        """Register a waiting job if the subscription is up already (no round trip), else None."""
+    def registered(self, key: Any) -> Wakeup | None:
+        """Register a wait if the subscription is up already (no round trip), else None."""
         if self._pid != os.getpid() or self.polling or not self._ready.is_set():
             return None
-        wakeup = Wakeup(self, names, job_id)
+        wakeup = Wakeup(self, key)
         with self._lock:
             if self._thread is None or self._closing:
                 return None
-            self._waiters.add(wakeup)
+            self._routes.add(wakeup)
         return wakeup
 
     def _remove(self, wakeup: Wakeup) -> None:
         with self._lock:
-            self._waiters.discard(wakeup)
+            self._routes.remove(wakeup)
 
     def close(self) -> None:
-        """Stop the thread (within a second) and close its connection."""
+        """Tell every registered wait the coordinator closed; stop the thread (within a second)."""
         with self._lock:
             self._closing = True
+            self._all(CLOSED)
 
     def _done(self) -> bool:
-        """Whether the thread may end: closing, or no waiter for ``IDLE_EXIT`` seconds."""
+        """Whether the thread may end: closing, or no registration for ``IDLE_EXIT`` seconds."""
         with self._lock:
-            if self._closing or (not self._waiters and time.monotonic() - self._idle_since > IDLE_EXIT):
+            if self._closing or (not self._routes.regs and time.monotonic() - self._idle_since > IDLE_EXIT):
                 self._thread = None
                 self._ready.clear()
                 return True
-            if self._waiters:
+            if self._routes.regs:
                 self._idle_since = time.monotonic()
             return False
 
@@ -225,7 +286,7 @@ class Listener(_ListenerBase):
             return self._client.pubsub()
         if refresh:
             self._client.nodes_manager.initialize()
-        node = self._client.get_node_from_key(self._channel)
+        node = self._client.get_node_from_key(self.channel)
         client = getattr(node, "redis_connection", None) or node.valkey_connection  # redis-py / valkey-py
         return client.pubsub()
 
@@ -245,17 +306,17 @@ class Listener(_ListenerBase):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s")
                 if self.polling:
-                    log.info("wake-ups on %r are back", self._channel)
+                    log.info("wake-ups on %r are back", self.channel)
                 self.polling = failed = False
                 backoff = 0.1
                 self._ready.set()
                 with self._lock:
-                    self._wake(None)  # a release may have gone unheard before this subscription
+                    self._all(RETRY)  # a message may have gone unheard before this subscription
                 while not (stop := self._done()):
-                    names = _released(self._read_call(pubsub, READ_TIMEOUT))
-                    if names is not None:
+                    payload = _payload(self._read_call(pubsub, READ_TIMEOUT))
+                    if payload is not None:
                         with self._lock:
-                            self._wake(names)
+                            self._dispatch(payload)
             except Exception as exc:  # keep serving: waits poll meanwhile
                 with self._lock:
                     if self._closing:  # the coordinator closed the client under the read
@@ -265,7 +326,7 @@ class Listener(_ListenerBase):
                 self._broken(exc)
                 self._ready.set()
                 with self._lock:
-                    self._wake(None)
+                    self._all(RETRY)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, max(self.poll, 0.1))
                 stop = self._done()
@@ -277,28 +338,50 @@ class Listener(_ListenerBase):
                         log.debug("closing the wake-up subscription failed", exc_info=True)
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class AsyncWakeup(_Registration):
-    """One waiting job's registration with an :class:`AsyncListener`; an async context manager."""
+    """An asyncio registration: ``await wait(timeout)``, and an async context manager that ends it.
 
-    __slots__ = ()
+    Its sleep awaits a plain future (no ``asyncio.wait_for``), so a cancellation
+    is never swallowed, on any Python version.
+    """
 
-    def __init__(self, listener: AsyncListener, names: Iterable[str], job_id: str | None) -> None:
-        super().__init__(listener, names, job_id, asyncio.Event())
+    def __init__(self, listener: AsyncListener, key: Any) -> None:
+        super().__init__(key)
+        self._listener = listener
+        self._future: asyncio.Future[None] | None = None
+
+    def deliver(self, message: Message) -> None:
+        self.message = _merge(self.message, message)
+        if self._future is not None:
+            _resolve(self._future)
+
+    async def take(self, timeout: float) -> Message | None:
+        """Sleep up to ``timeout`` seconds for a message; return it, or None."""
+        if self.message is None:
+            if self._listener.polling:
+                timeout = min(timeout, self._listener.poll)
+            loop = asyncio.get_running_loop()
+            self._future = future = loop.create_future()
+            handle = loop.call_later(max(timeout, 0.0), _resolve, future)
+            try:
+                await future
+            finally:
+                handle.cancel()
+                self._future = None
+        message, self.message = self.message, None
+        return message
 
     async def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True if a release of one of the names came."""
-        if self._listener.polling:
-            timeout = min(timeout, self._listener.poll)
-        try:
-            await asyncio.wait_for(self.event.wait(), timeout)
-            woke = True
-        except asyncio.TimeoutError:
-            woke = False
-        self.event.clear()
-        return woke
+        """Sleep up to ``timeout`` seconds; True if a wake-up came."""
+        return (await self.take(timeout)) is not None
 
     def close(self) -> None:
-        self._listener._waiters.discard(self)
+        self._listener._routes.remove(self)
 
     async def __aenter__(self) -> AsyncWakeup:
         return self
@@ -308,44 +391,60 @@ class AsyncWakeup(_Registration):
 
 
 class AsyncListener(_ListenerBase):
-    """The asyncio listener: a task holding the subscription while jobs of its event loop wait."""
+    """The asyncio listener: a task holding one subscription while waits of its event loop are registered."""
 
-    def __init__(self, client: Any, channel: str, sharded: bool, poll: float) -> None:
-        super().__init__(client, channel, sharded, poll)
+    def __init__(self, client: Any, channel: str, sharded: bool, poll: float, by_nonce: bool) -> None:
+        super().__init__(client, channel, sharded, poll, by_nonce)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
 
-    async def wakeups(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup:
-        """Register a waiting job; returns once the subscription is confirmed (or known broken)."""
+    def _deliver(self, reg: Any, message: Message) -> None:
+        reg.deliver(message)
+
+    def _start(self) -> asyncio.Event:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop (asyncio.run again): start afresh
-            self._loop, self._task, self._ready, self._waiters = loop, None, asyncio.Event(), set()
-        wakeup = AsyncWakeup(self, names, job_id)
-        self._waiters.add(wakeup)
+        if self._loop is not loop or self._ready is None:  # a new event loop (asyncio.run again): start afresh
+            self._loop, self._task, self._ready, self._routes = loop, None, asyncio.Event(), _Routes(self._by_nonce)
         if self._task is None:
             self._ready.clear()
             self._task = loop.create_task(self._run())
-        try:
-            await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_TIMEOUT)
-        except asyncio.TimeoutError:
-            self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
+        return self._ready
+
+    async def register(self, key: Any) -> AsyncWakeup:
+        """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
+        confirmed (or known broken)."""
+        ready = self._start()
+        wakeup = AsyncWakeup(self, key)
+        self._routes.add(wakeup)
+        if not ready.is_set():
+            waiter = asyncio.ensure_future(ready.wait())
+            try:
+                done, _ = await asyncio.wait([waiter], timeout=SUBSCRIBE_TIMEOUT)
+            except BaseException:
+                wakeup.close()
+                raise
+            finally:
+                waiter.cancel()
+            if not done:
+                self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
         return wakeup
 
-    def listening(self, names: Iterable[str], job_id: str | None = None) -> AsyncWakeup | None:
-        """Register a waiting job if the subscription is up already (no round trip), else None."""
+    def registered(self, key: Any) -> AsyncWakeup | None:
+        """Register a wait if the subscription is up already (no round trip), else None."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
-        if self._loop is not loop or self._task is None or self.polling or not self._ready.is_set():
+        if self._loop is not loop or self._task is None or self.polling or not self._ready or not self._ready.is_set():
             return None
-        wakeup = AsyncWakeup(self, names, job_id)
-        self._waiters.add(wakeup)
+        wakeup = AsyncWakeup(self, key)
+        self._routes.add(wakeup)
         return wakeup
 
     async def aclose(self) -> None:
-        """Stop the task and close its connection."""
+        """Tell every registered wait the coordinator closed; stop the task and close its connection."""
+        self._all(CLOSED)
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -355,15 +454,16 @@ class AsyncListener(_ListenerBase):
                 pass
 
     def _done(self) -> bool:
-        """Whether the task may end (no waiter for ``IDLE_EXIT`` seconds); if so, it is forgotten
-        at once, so a later registration starts a new one."""
-        if self._waiters:
+        """Whether the task may end (no registration for ``IDLE_EXIT`` seconds); if so, it is
+        forgotten at once, so a later registration starts a new one."""
+        if self._routes.regs:
             self._idle_since = time.monotonic()
             return False
         if time.monotonic() - self._idle_since <= IDLE_EXIT:
             return False
         self._task = None
-        self._ready.clear()
+        if self._ready is not None:
+            self._ready.clear()
         return True
 
     async def _pubsub(self, refresh: bool) -> tuple[Any, Any]:
@@ -376,7 +476,7 @@ class AsyncListener(_ListenerBase):
         await client.initialize()
         if refresh:
             await client.nodes_manager.initialize()
-        node = client.get_node_from_key(self._channel)
+        node = client.get_node_from_key(self.channel)
         package = importlib.import_module(type(client).__module__.split(".")[0] + ".asyncio")
         pool = package.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
         return package.Redis(connection_pool=pool).pubsub(), pool
@@ -386,6 +486,8 @@ class AsyncListener(_ListenerBase):
         self._idle_since = time.monotonic()
         stop = False
         failed = False
+        ready = self._ready
+        assert ready is not None
         while not stop:
             pubsub = pool = None
             try:
@@ -398,18 +500,18 @@ class AsyncListener(_ListenerBase):
                         raise TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s")
                 self.polling = failed = False
                 backoff = 0.1
-                self._ready.set()
-                self._wake(None)  # a release may have gone unheard before this subscription
+                ready.set()
+                self._all(RETRY)  # a message may have gone unheard before this subscription
                 while not (stop := self._done()):
-                    names = _released(await self._read_call(pubsub, READ_TIMEOUT))
-                    if names is not None:
-                        self._wake(names)
+                    payload = _payload(await self._read_call(pubsub, READ_TIMEOUT))
+                    if payload is not None:
+                        self._dispatch(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep serving: waits poll meanwhile
                 self._broken(exc)
-                self._ready.set()
-                self._wake(None)
+                ready.set()
+                self._all(RETRY)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max(self.poll, 0.1))
                 stop = self._done()
@@ -422,3 +524,4 @@ class AsyncListener(_ListenerBase):
                         await pool.disconnect()
                 except Exception:
                     log.debug("closing the wake-up subscription failed", exc_info=True)
+

@@ -1,37 +1,94 @@
-"""Redis work described as data, so one flow serves the sync and asyncio clients.
+"""Redis work described as data, so that one flow serves the sync and asyncio clients.
 
 Operations with several round trips (waiting to start, reading facts) are
 written once as generators that yield steps and receive their results; the
-sync and asyncio coordinators each run them with a small driver.
-
-Steps are tuples:
-
-* ``(CALL, script, keys, args)``: run a registered script, receive its reply;
-* ``(BATCH, [(command, args, kwargs)...], transaction)``: a pipeline, receive its results;
-* ``(SUBSCRIBE, names, job_id, only_if_listening, queued)``: register for wake-ups on
-  ``names`` (confirmed before returning); with ``only_if_listening``, only if the
-  coordinator's subscription is already up, receiving whether it registered;
-* ``(SLEEP, seconds, queued)``: sleep, receive True if a wake-up for those names came
-  first (``queued``: the outputs the job is queued for, woken only when first in line).
+sync and asyncio coordinators each run them with a small driver (a ``match``
+over the step types below).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
-CALL, BATCH, SUBSCRIBE, SLEEP = "call", "batch", "subscribe", "sleep"
-
-Flow = Generator[tuple, Any, Any]
-
-
-def cmd(name: str, *args: Any, **kwargs: Any) -> tuple[str, tuple, dict]:
-    """One pipeline command of a ``BATCH`` step."""
-    return name, args, kwargs
+T = TypeVar("T")
+#: A flow yields steps, receives their results, and returns ``T``.
+Flow = Generator["Step", Any, T]
 
 
-def queue(pipe: Any, commands: list[tuple[str, tuple, dict]]) -> Any:
+@dataclass(frozen=True)
+class Command:
+    """One command of a :class:`Batch`: ``pipe.<name>(*args, **kwargs)``."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def cmd(name: str, *args: Any, **kwargs: Any) -> Command:
+    return Command(name, args, kwargs)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run the registered script ``script`` (a name of :data:`jobs_core.scripts.NAMES`); receive its reply."""
+
+    script: str
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Run ``commands`` in one pipeline; receive their results."""
+
+    commands: Sequence[Command]
+    transaction: bool = False
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Register the start call ``nonce`` for its grant messages on the coordinator's channel.
+
+    Receives the channel suffix grants must be published on, or ``""`` if
+    there is no subscription (waits then poll). With ``only_if_up``, registers
+    only if the subscription is already up (no round trip), else receives
+    None. The registration lasts until the flow ends.
+    """
+
+    nonce: str
+    only_if_up: bool = False
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Register for the namespace's wake-ups on ``names`` (released, written); receives nothing.
+
+    The registration is confirmed before this returns and lasts until the flow ends.
+    """
+
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Sleep up to ``seconds``; receive the message that cut it short (see :mod:`jobs_core.waiting`), else None."""
+
+    seconds: float
+
+
+Step = Call | Batch | Expect | Watch | Sleep
+
+
+def queue(pipe: Any, commands: Sequence[Command]) -> Any:
     """Queue ``commands`` on ``pipe``; returns ``pipe``."""
-    for name, args, kwargs in commands:
-        getattr(pipe, name)(*args, **kwargs)
+    for c in commands:
+        getattr(pipe, c.name)(*c.args, **c.kwargs)
     return pipe
+
+
+class Driver(Protocol):
+    """What a job needs of its coordinator to run its flows (sync: a value; asyncio: an awaitable)."""
+
+    def run(self, flow: Flow[T]) -> Any: ...

@@ -1,62 +1,211 @@
-"""How long a waiting job sleeps between tries (the wake-ups are in :mod:`jobs_core.listener`).
+"""Waiting to start: the whole of a wait, from its first try to its end.
 
-A release by a jobs_core job publishes, so a blocker held by one needs no
-polling, only a look when its lease ends (in case its holder died). Writers
-that do not publish (jobs.py clients, a plain ``SET``) are caught by a
-fallback poll that backs off to the coordinator's ``poll``.
+One start() call is one :class:`Wait`. Its first try takes the locks or says
+what blocks them. If it may wait, it registers with the coordinator's
+listener for its grant (:class:`jobs_core.steps.Expect`) and tries again in
+mode ``wait``: from then on it has a place in the line of each of its names
+(start.lua), by the server time it began to wait. Then it sleeps until one of
+these comes first:
+
+* a :class:`Grant`: a release found it first in line and able to run, and
+  took every lock for it (the direct grant): it runs, with no round trip;
+* a :class:`Retry`: something it waits for changed in a way a release could
+  not settle for it (an output now exists, a long line): it tries again;
+* the end of its sleep: a holder's lease ends (a holder that died), a blocker
+  that never wakes anyone (a jobs.py holder, a missing input) is polled, and
+  in any case it tries again within :data:`MAX_QUIET_SLEEP`, which keeps its
+  place alive (``ALIVE_MS``).
+
+At its deadline it tries a last time, which leaves every line if it is still
+blocked. If anything else ends the wait (an interrupt, a cancelled task, a
+closed coordinator), the job calls :meth:`Wait.leave_flow` (leave.lua): one
+replay-safe call that drops its place everywhere, releases a grant made for it
+meanwhile, and starts or tells whoever is next. If that call cannot reach
+Redis either, its place lapses by itself within ``ALIVE_MS``.
+
+Everything here is a flow (:mod:`jobs_core.steps`): the clock is injected and
+the replies can be canned, so the whole schedule is tested without a server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from .facts import Blocker
+from .errors import CoordinatorClosed, ResourceUnavailable
+from .facts import Blocker, group_reasons
+from .plan import CHECK, START, WAIT, Plan, StartReply, parse_start
+from .steps import Call, Expect, Flow, Sleep, Watch
 
-#: First fallback poll delay; it doubles after each sleep that no wake-up cut short.
+#: First fallback poll delay; it doubles after each sleep no wake-up cut short.
 POLL_MIN = 0.025
-#: Longest sleep before looking again: a waiting job stays listed (and keeps its place in
-#: the queues of the outputs it waits for) 30 s after each try (start.lua), so it tries
-#: at least this often even when nothing wakes it.
+#: Longest sleep before trying again, whatever ``poll`` is: a waiter's place in line stays
+#: alive ``protocol.ALIVE_MS`` (30 s) after each try, so it is renewed well before it lapses.
 MAX_QUIET_SLEEP = 10.0
-#: Reasons a waiting writer queues for an output: only the first in line is woken by its
-#: release, and a newcomer cannot take it ahead of the line.
-QUEUEING = frozenset({"output_locked", "output_used", "output_queued"})
-#: Slack added after a lease's expiry so the retry finds it expired.
+#: Slack added after a lease's expiry so the next try finds it expired.
 EXPIRY_SLACK = 0.002
 
 
-def queued(blockers: Iterable[Blocker]) -> frozenset[str]:
-    """The outputs a waiting job's failed try queued it for: those contended by other writers,
-    and none when something else (a missing input) blocks it too (see start.lua)."""
-    blockers = list(blockers)
-    if any(b.reason not in QUEUEING for b in blockers):
-        return frozenset()
-    return frozenset(b.name for b in blockers)
+@dataclass(frozen=True)
+class Grant:
+    """A release started the waiting call: ``token``, and the lease it got in milliseconds."""
+
+    token: int
+    lease_ms: int
 
 
-def final(blockers: Iterable[Blocker]) -> bool:
-    """Whether waiting cannot help: an existing output with ``overwrite=False``."""
-    return any(b.reason == "output_exists" for b in blockers)
+@dataclass(frozen=True)
+class Retry:
+    """Something the waiting call waits for changed: look again."""
 
 
-def sleep_for(blockers: Iterable[Blocker], publishes: Mapping[str, bool], now: float, backoff: float) -> float:
-    """How long to sleep before the next try, unless a wake-up comes first.
+@dataclass(frozen=True)
+class Closed:
+    """The coordinator was closed while the call waited."""
 
-    When every blocker is a lock held by a jobs_core holder, its release will
-    publish, so only the lease's expiry (a crashed holder) needs a look: sleep
-    until the first one. A waiter ahead in an output's line is the same: this
-    job is woken when its turn comes, and looks again when that waiter would be
-    gone. Otherwise something that does not publish may end the wait, so poll
-    with ``backoff``.
+
+Message = Grant | Retry | Closed
+
+
+@dataclass(frozen=True)
+class Started:
+    """How a start ended well: its token, and its lease counted from ``sent`` (the client's clock
+    when the try that started it, or the last try before its grant, was sent: a lower bound)."""
+
+    token: int
+    sent: float
+    lease: float
+    granted: bool = False
+
+
+class Schedule:
+    """When a blocked job looks again, unless a message comes first."""
+
+    def __init__(self, poll: float) -> None:
+        self.poll = min(poll, MAX_QUIET_SLEEP)
+        self.backoff = POLL_MIN
+
+    def delay(self, reply: StartReply) -> float:
+        """Seconds until the next try after ``reply``.
+
+        Blockers that wake this job when they end (jobs_core holders, waiters
+        ahead) need a look only when a lease runs out first (a holder that
+        died): sleep until the earliest. Others are polled with a backoff.
+        """
+        if reply.polls:
+            delay, self.backoff = self.backoff, min(self.backoff * 2, self.poll)
+            return delay
+        ends = [b.holder.expires for b in reply.blockers if b.holder is not None and b.holder.expires is not None]
+        if not ends or len(ends) < len(reply.blockers):
+            return MAX_QUIET_SLEEP
+        return min(max(min(ends) - reply.now, 0.0) + EXPIRY_SLACK, MAX_QUIET_SLEEP)
+
+    def woke(self) -> None:
+        self.backoff = POLL_MIN
+
+
+class Wait:
+    """One start() call of a job, from its first try to its end.
+
+    Args:
+        plan: the job's script arguments.
+        nonce: this call's nonce (the server answers a repeated try with its token).
+        wait: seconds it may wait.
+        clock: the coordinator's monotonic clock.
+        poll: the coordinator's longest fallback poll.
     """
-    first = None
-    for b in blockers:
-        h = b.holder
-        if h is None or h.expires is None:
-            return backoff
-        if b.reason != "output_queued" and not publishes.get(h.job_id):  # a waiter ahead: woken in turn
-            return backoff
-        first = h.expires if first is None else min(first, h.expires)
-    if first is None:
-        return backoff
-    return min(max(first - now, 0.0) + EXPIRY_SLACK, MAX_QUIET_SLEEP)
+
+    def __init__(self, plan: Plan, nonce: str, wait: float, clock: Callable[[], float], poll: float) -> None:
+        self.plan = plan
+        self.nonce = nonce
+        self.wait = wait
+        self.clock = clock
+        self.poll = poll
+        #: Whether Redis may hold something of this call (a place in line, or a start whose reply
+        #: was lost): if the wait ends otherwise than by a start, :meth:`leave_flow` must run.
+        self.dirty = False
+        #: What blocked the first try, and how long the wait took.
+        self.blockers: tuple[Blocker, ...] = ()
+        self.waited = 0.0
+
+    def flow(self) -> Flow[Started]:
+        """Try, and while blocked and allowed, wait: see the module's description.
+
+        Raises:
+            ResourceUnavailable: still blocked at the deadline, or waiting cannot help.
+            CoordinatorClosed: the coordinator was closed meanwhile.
+        """
+        clock = self.clock
+        began = clock()
+        deadline = began + self.wait
+        channel = (yield Expect(self.nonce, only_if_up=True)) if self.wait > 0 else None
+        sent, reply = yield from self._try(WAIT if channel is not None else START, deadline - clock(), channel)
+        self.blockers = reply.blockers
+        schedule = Schedule(self.poll)
+        while not reply.started:
+            left = deadline - clock()
+            if reply.final or left <= 0 or self.wait <= 0:
+                if self.dirty:  # the last try: it leaves every line if still blocked
+                    sent, reply = yield from self._try(WAIT, 0.0, channel or "")
+                    if reply.started:
+                        break
+                raise self._unavailable(reply, began)
+            if channel is None:
+                channel = yield Expect(self.nonce)  # confirmed before the next try, so no grant is missed
+            else:
+                message = yield Sleep(min(schedule.delay(reply), left))
+                if isinstance(message, Grant):
+                    self.waited = clock() - began
+                    self.dirty = False
+                    return Started(message.token, sent, message.lease_ms / 1000, granted=True)
+                if isinstance(message, Closed):
+                    raise CoordinatorClosed(f"job {self.plan.job_id!r}: its coordinator was closed while it waited")
+                if message is not None:
+                    schedule.woke()
+            sent, reply = yield from self._try(WAIT, deadline - clock(), channel)
+        self.waited = clock() - began if self.wait > 0 else 0.0
+        self.dirty = False
+        return Started(reply.token, sent, reply.lease)
+
+    def _try(self, mode: str, left: float, channel: str | None) -> Flow[tuple[float, StartReply]]:
+        sent = self.clock()
+        self.dirty = True
+        args = self.plan.start_args(self.nonce, mode, max(left, 0.0) if mode == WAIT else 0.0, channel or "")
+        raw = yield Call("start", self.plan.keys, args)
+        reply = parse_start(raw, self.plan)
+        if not reply.started and (mode == START or left <= 0 or reply.final):
+            self.dirty = False  # blocked, and nothing of this call stays in Redis
+        return sent, reply
+
+    def _unavailable(self, reply: StartReply, began: float) -> ResourceUnavailable:
+        self.waited = self.clock() - began if self.wait > 0 else 0.0
+        return ResourceUnavailable(group_reasons(reply.blockers), reply.blockers, self.waited)
+
+    def leave_flow(self) -> Flow[bool]:
+        """Give up: leave every line, release a start made for this call meanwhile; True if one was."""
+        raw = yield Call("leave", self.plan.keys, self.plan.leave_args(self.nonce))
+        self.dirty = False
+        return int(raw[1]) == 1
+
+
+def ready_flow(plan: Plan, timeout: float, clock: Callable[[], float], poll: float) -> Flow[StartReply]:
+    """Wait until a job of ``plan`` could start (dry runs), woken by the namespace's releases.
+
+    Returns the ready reply; the last blocked one when ``timeout`` passes or
+    waiting cannot help (the caller raises).
+    """
+    began = clock()
+    args = plan.start_args("", CHECK)
+    reply = parse_start((yield Call("start", plan.keys, args)), plan)
+    if reply.started or reply.final or timeout <= 0:
+        return reply
+    yield Watch(frozenset(plan.names))  # confirmed before the next look: no release is missed
+    schedule = Schedule(poll)
+    while True:
+        reply = parse_start((yield Call("start", plan.keys, args)), plan)
+        left = began + timeout - clock()
+        if reply.started or reply.final or left <= 0:
+            return reply
+        if (yield Sleep(min(schedule.delay(reply), left))) is not None:
+            schedule.woke()
+

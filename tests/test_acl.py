@@ -1,7 +1,7 @@
 """A Redis ACL user limited to one namespace runs every operation and reaches nothing else.
 
-The user gets the README's ACL line: the keys ``~<prefix>*``, the wake-up channel
-``&<prefix>jobs:wake`` and only the commands jobs_core sends or its scripts run
+The user gets the README's ACL line: the keys ``~<prefix>*``, the wake-up channels
+``&<prefix>jobs:wake*`` and only the commands jobs_core sends or its scripts run
 (Redis checks the commands a script runs against the caller's ACL too). Tested on
 Redis 7 and Valkey 9, standalone and cluster, with redis-py and valkey-py.
 """
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.deploy
 
 #: The commands of the README's ACL line (standalone server).
 COMMANDS = ("evalsha script|load time get set mget mset del exists incr pttl pexpire hget hgetall hmget hset "
-            "zadd zrem zrange zrangebyscore zscore zremrangebyscore publish subscribe").split()
+            "zadd zrem zrange zrangebyscore zscore zremrangebyscore zcard publish subscribe").split()
 #: What a cluster client needs besides: sharded pub/sub and the cluster's layout.
 CLUSTER_COMMANDS = "spublish ssubscribe cluster|slots cluster|shards command".split()
 #: redis-py names itself on connecting (Redis >= 7.2, Valkey); refused, it goes on, but the ACL log fills.
@@ -32,7 +32,7 @@ SETINFO = "client|setinfo"
 def acl_rules(prefix: str, password: str, cluster: bool = False, setinfo: bool = True) -> list[str]:
     """The README's ``ACL SETUSER <user> ...`` rules for ``prefix``."""
     commands = COMMANDS + (CLUSTER_COMMANDS if cluster else []) + ([SETINFO] if setinfo else [])
-    return ["reset", "on", f">{password}", f"~{prefix}*", f"&{prefix}jobs:wake", "-@all",
+    return ["reset", "on", f">{password}", f"~{prefix}*", f"&{prefix}jobs:wake*", "-@all",
             *(f"+{c}" for c in commands)]
 
 

@@ -123,7 +123,7 @@ def test_core_operations(on_cluster, tag_prefix):
         t = threading.Thread(target=wait_to_write)
         t.start()
         until(lambda: [w.job_id for w in c.waiting_jobs()] == ["rewrite"], 10, "the writer listed as waiting")
-        channel = tag_prefix + "jobs:wake"
+        channel = tag_prefix + "jobs:wake:" + other.channel_id  # the waiting coordinator's own channel
         assert admin(cluster.master_of(tag_prefix)).execute_command("PUBSUB", "SHARDNUMSUB", channel) == [channel, 1]
         assert other.output_info("raw.2026-11-27").waiters == ("rewrite",)
         released = time.monotonic()
@@ -165,7 +165,7 @@ def test_core_operations(on_cluster, tag_prefix):
 
 
 def test_waiters_share_one_sharded_subscription(redis_cluster, tag_prefix):
-    """Three waiting jobs, one SSUBSCRIBE on the namespace's master, each woken by its release."""
+    """Three waiting jobs, one SSUBSCRIBE on the namespace's master, each granted by its release."""
     c = jobs_core.Coordinator(redis_cluster.client(), tag_prefix, poll=30)
     master = admin(redis_cluster.master_of(tag_prefix))
     try:
@@ -180,7 +180,7 @@ def test_waiters_share_one_sharded_subscription(redis_cluster, tag_prefix):
         for t in threads:
             t.start()
         until(lambda: len(c.waiting_jobs()) == 3, 10, "three waiters")
-        channel = tag_prefix + "jobs:wake"
+        channel = tag_prefix + "jobs:wake:" + c.channel_id  # the coordinator's own channel
         assert master.execute_command("PUBSUB", "SHARDNUMSUB", channel) == [channel, 1]
         for i, h in enumerate(holders):
             released = time.monotonic()
@@ -213,7 +213,7 @@ def test_async_coordinator(redis_cluster, valkey_cluster, tag_prefix, library):
             assert time.monotonic() - t0 < 1.5
             assert (await c.output_info("a")).readers[0].job_id == job.id
             assert [r.job_id for r in await c.running_jobs()] == [job.id]
-        channel = tag_prefix + "jobs:wake"  # the listener that woke the job is still subscribed
+        channel = tag_prefix + "jobs:wake:" + c.channel_id  # the listener that woke the job is still subscribed
         assert admin(cluster.master_of(tag_prefix)).execute_command("PUBSUB", "SHARDNUMSUB", channel) == [channel, 1]
 
         @c.job([], ["counter"], duration=5, wait=30)

@@ -84,7 +84,7 @@ def test_replayed_unlock_does_not_unlock_the_next_holder(redis7, prefix):
     c.job([], ["x"], duration=30, heartbeat=False).start()
     flow = c._unlock_flow([], ["x"])
     step = next(flow)
-    _, script, keys, args = step
+    keys, args = step.keys, step.args
     assert c.scripts.unlock(keys, args)[0] == 1
     newer = c.job([], ["x"], duration=30).start()  # woken waiter takes the lock
     assert c.scripts.unlock(keys, args)[0] == 1  # the replay repeats the answer ...
@@ -95,7 +95,8 @@ def test_replayed_unlock_does_not_unlock_the_next_holder(redis7, prefix):
 def test_replayed_create_does_not_overwrite_a_later_write(redis7, prefix):
     client = redis7.client()
     c = jobs_core.Coordinator(client, prefix)
-    _, _, keys, args = next(c._create_flow(["x"], "repair", None))
+    step = next(c._create_flow(["x"], "repair", None))
+    keys, args = step.keys, step.args
     token = int(c.scripts.create(keys, args))
     later = c.job([], ["x"], duration=30).start()
     later.stop()

@@ -10,7 +10,7 @@
 * Replies: ``parse_start``/``parse_refresh``/``parse_stop`` against replies
   built from their Lua headers' contract, in both reply modes (bytes, or
   ``decode_responses``), ``split_io`` on jobs.py's records, and the wake-up
-  messages stop.lua publishes.
+  messages the scripts publish (grants by nonce, names as JSON).
 
 CI runs each property with a bounded number of examples; ``-m long`` runs
 them again with many more.
@@ -31,9 +31,11 @@ from hypothesis import strategies as st
 import jobs_core
 from jobs_core import InvalidName, InvalidNameType, ResourceUnavailable, lineage
 from jobs_core.keys import Keys
-from jobs_core.listener import _released
+from jobs_core.listener import _Registration, _Routes
 from jobs_core.names import ARROW, MAX_NAME_BYTES, check_job_id, check_name, check_names, fold
-from jobs_core.protocol import Plan, parse_refresh, parse_start, parse_stop, split_io
+from jobs_core.plan import Plan, StartReply, StopReply, parse_refresh, parse_start, parse_stop
+from jobs_core.protocol import split_io
+from jobs_core.waiting import Grant, Retry
 
 from .reliability import report
 
@@ -143,33 +145,27 @@ def accepted(strategy: st.SearchStrategy, reserved: bool = True, job: bool = Fal
 
 def key_layout(prefix: str, names: list[str], job_id: str) -> None:
     """Keys built from accepted names: all distinct, and none in the internal ``jobs:`` space
-    except the ones meant to be (the per-name queue and facts)."""
+    except the ones meant to be (the per-name line and facts)."""
     k = Keys(prefix)
     per_name = {n: [k.output(n), k.olock(n), k.ilock(n), k.queue(n), k.facts(n)] for n in names}
     fixed = [k.running, k.token, k.graph_input, k.graph_output, k.waiting, k.job(job_id), k.holder(job_id),
-             k.waiter(job_id), k.op("00ff")]
+             k.waiter("00ff00ff00ff00ff"), k.idqueue(job_id), k.op("00ff")]
     every = [key for keys in per_name.values() for key in keys] + fixed
     assert len(set(every)) == len(every)
     assert all(key.startswith(prefix) for key in every)
     for n in names:
         assert not k.output(n).startswith(prefix + "jobs:")
-    plan = Plan(k, job_id, names[:1], names[1:], lease=1, overwrite=True, history=True, output_ttl=None,
-                host="h", pid=1)
-    nin, nout = len(names[:1]), len(names[1:])
-    assert len(plan.start_keys) == 8 + 3 * nin + 4 * nout  # start.lua's KEYS layout
-    assert len(plan.refresh_keys) == 3 + nin + nout
-    assert len(plan.stop_keys) == 4 + 2 * nin + 4 * nout
+    plan = Plan(k, job_id, names[:1], names[1:], lease=1, renews=True, overwrite=True, history=True,
+                output_ttl=None, host="h", pid=1)
+    assert plan.keys == (k.running, k.guard)  # the scripts derive every other key (lib.lua)
+    assert plan.start_args("n")[-len(names):] == names == plan.stop_args(1, True, "n")[-len(names):]
     assert [plan.name(i) for i in range(len(names) + 1)] == [job_id, *names]
 
 
 def edges_split_back(inputs: list[str], outputs: list[str], job_id: str) -> None:
-    """The lineage graph gives back the (folded) names the edges were made of."""
-    plan = Plan(Keys(""), job_id, inputs, outputs, lease=1, overwrite=True, history=True, output_ttl=None,
-                host="h", pid=1)
-    edges = plan._start_args[13:]
-    n_in = int(plan._start_args[12])
-    graph = lineage.build(edges[:n_in], edges[n_in:])
+    """The lineage graph gives back the (folded) names the edges were made of (as start.lua makes them)."""
     j = fold(job_id)
+    graph = lineage.build([f"{fold(n)} -> {j}" for n in inputs], [f"{j} -> {fold(n)}" for n in outputs])
     want = {(fold(n), "data", j, "job") for n in inputs} | {(j, "job", fold(n), "data") for n in outputs}
     got = {(e.source.name, e.source.kind, e.target.name, e.target.kind) for e in graph.edges}
     assert got == want
@@ -181,24 +177,26 @@ def replies(decode: bool, inputs: list[str], outputs: list[str], job_id: str, bl
     def s(v: str) -> Any:
         return v if decode else v.encode("utf-8", "surrogatepass")
 
-    plan = Plan(Keys("p:"), job_id, inputs, outputs, lease=1, overwrite=True, history=False, output_ttl=None,
-                host="h", pid=1)
+    plan = Plan(Keys("p:"), job_id, inputs, outputs, lease=1, renews=True, overwrite=True, history=False,
+                output_ttl=None, host="h", pid=1)
     nows = f"{now:.6f}"
     n = len(inputs) + len(outputs)
-    blockers = [(reason, min(i, n), holder, until) for reason, i, holder, until in blockers]
-    reply = [0, s(nows)]
-    for reason, i, holder, until in blockers:
-        reply += [s(reason), i, s(holder), s("" if until is None else f"{until:.6f}")]
-    started, token, got_now, parsed = parse_start(reply, plan)
-    assert (started, token, got_now) == (False, 0, float(nows))
-    for b, (reason, i, holder, until) in zip(parsed, blockers, strict=True):
+    blockers = [(reason, min(i, n), holder, until, wakes) for reason, i, holder, until, wakes in blockers]
+    final = any(b[0] == "output_exists" for b in blockers)
+    reply = [0, s(nows), int(final)]
+    for reason, i, holder, until, wakes in blockers:
+        reply += [s(reason), i, s(holder), s("" if until is None else f"{until:.6f}"), wakes]
+    got = parse_start(reply, plan)
+    assert (got.started, got.token, got.now, got.final) == (False, 0, float(nows), final)
+    assert got.polls == any(not wakes for *_, wakes in blockers)
+    for b, (reason, i, holder, until, _) in zip(got.blockers, blockers, strict=True):
         assert (b.reason, b.name) == (reason, plan.name(i))
         if holder:
             assert b.holder.job_id == holder
             assert b.holder.expires == (None if until is None else float(f"{until:.6f}"))
         else:
             assert b.holder is None
-    assert parse_start([1, 17, s(nows)], plan) == (True, 17, float(nows), [])
+    assert parse_start([1, 17, s(nows), 2500], plan) == StartReply(True, 17, float(nows), 2.5)
     indices = sorted({min(i, n) for i in lost if n})
     indices = [i for i in indices if i >= 1]
     got_now, reasons = parse_refresh([0 if indices else 1, s(nows), *indices], plan)
@@ -207,7 +205,10 @@ def replies(decode: bool, inputs: list[str], outputs: list[str], job_id: str, bl
     for i in indices:
         want.setdefault("input_lock_lost" if i <= len(inputs) else "output_lock_lost", []).append(names[i - 1])
     assert got_now == float(nows) and reasons == want
-    assert parse_stop([status, s(nows), s(state), *indices], plan) == (status, state, want)
+    if status == 3:
+        assert parse_stop([3, s(nows), s(state), 1], plan) == StopReply(3, state, {}, True)
+    else:
+        assert parse_stop([status, s(nows), s(state), *indices], plan) == StopReply(status, state, want)
 
 
 def io_records(inputs: list[str], outputs: list[str], as_bytes: bool) -> None:
@@ -216,13 +217,23 @@ def io_records(inputs: list[str], outputs: list[str], as_bytes: bool) -> None:
     assert split_io(raw.encode() if as_bytes else raw) == (tuple(inputs), tuple(outputs))
 
 
-def wake_messages(names: list[str], heads: list[str], kind: str) -> None:
-    """stop.lua's wake-up message, one "<name>\\t<first waiter or ''>" line per name, read back."""
-    heads = (heads + [""] * len(names))[: len(names)]
-    data = "\n".join(f"{n}\t{h}" for n, h in zip(names, heads))
-    got = _released({"type": kind, "data": data.encode()})
-    assert got == dict(zip(names, heads))  # a later line for a repeated name wins, as in dict()
-    assert _released({"type": "subscribe", "data": 1}) is None
+def wake_messages(names: list[str], watched: list[str], grants: list[tuple[str, int, int]]) -> None:
+    """What the scripts publish, read back: names as a JSON array on the namespace's channel (any
+    name, newlines included), grants and nudges by nonce on a coordinator's own channel."""
+    by_name = _Routes(by_nonce=False)
+    reg = _Registration(frozenset(watched))
+    by_name.add(reg)
+    got = list(by_name.route(json.dumps(names)))
+    assert got == ([(reg, Retry())] if set(names) & set(watched) else [])
+    assert list(by_name.route("not json [")) == []
+    by_nonce = _Routes(by_nonce=True)
+    regs = {nonce: _Registration(nonce) for nonce, _, _ in grants}
+    for r in regs.values():
+        by_nonce.add(r)
+    lines = [f"{nonce}\t{token}\t{lease}" if token else nonce for nonce, token, lease in grants]
+    routed = list(by_nonce.route("\n".join(lines + ["unknown-nonce\t1\t2"])))
+    want = [(regs[nonce], Grant(token, lease) if token else Retry()) for nonce, token, lease in grants]
+    assert routed == want
 
 
 # accepted names, for the properties that need them
@@ -247,18 +258,21 @@ PROPERTIES: dict[str, tuple[Callable[..., None], dict[str, st.SearchStrategy]]] 
         "job_id": good_ids,
         "blockers": st.lists(st.tuples(
             st.sampled_from(["input_missing", "output_exists", "output_locked", "output_used", "output_queued",
-                             "job_running"]),
+                             "input_queued", "job_running"]),
             st.integers(0, 6), st.one_of(st.just(""), good_ids),
-            st.one_of(st.none(), st.floats(0, 4e9, allow_nan=False))), max_size=5),
+            st.one_of(st.none(), st.floats(0, 4e9, allow_nan=False)), st.sampled_from([0, 1])), max_size=5),
         "now": st.floats(1e9, 4e9, allow_nan=False),
         "lost": st.lists(st.integers(0, 6), max_size=6),
-        "status": st.sampled_from([0, 1, 2]),
+        "status": st.sampled_from([0, 1, 2, 3]),
         "state": st.sampled_from(["written", "failed", "lost"])}),
     "running records": (io_records, {"inputs": st.lists(plain_texts, max_size=4),
                                      "outputs": st.lists(plain_texts, max_size=4), "as_bytes": st.booleans()}),
-    "wake-up messages": (wake_messages, {"names": st.lists(good_names, min_size=1, max_size=5, unique=True),
-                                         "heads": st.lists(st.one_of(st.just(""), good_ids), max_size=5),
-                                         "kind": st.sampled_from(["message", "smessage"])}),
+    "wake-up messages": (wake_messages, {
+        "names": st.lists(st.one_of(good_names, plain_texts, st.just("a\nb")), min_size=1, max_size=5),
+        "watched": st.lists(st.one_of(good_names, st.just("a\nb")), max_size=3),
+        "grants": st.lists(st.tuples(st.text("0123456789abcdef", min_size=16, max_size=16),
+                                     st.integers(0, 2**40), st.integers(1, 10**6)),
+                           max_size=4, unique_by=lambda g: g[0])}),
 }
 
 

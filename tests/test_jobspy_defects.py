@@ -174,8 +174,13 @@ def test_edges_respect_prefix(server: RedisServer, coord: Coordinator, conn: red
         text_client.close()
 
 
-# -- 2. every key a script touches is declared in KEYS ----------------------------------
-
+# -- 2. every key a script touches lies in its namespace -------------------------------------
+#
+# jobspy declares names (not keys) and builds each key inside Lua from a prefix it takes from
+# ARGV: on a cluster its keys land in any slot. jobs_core's repairs (unlock, create) declare every
+# key; its other scripts declare the namespace's jobs:running (and the absent jobs:guard, see
+# lua/lib.lua) and derive every key they touch from that declared key's prefix, so every key
+# lies in the namespace's one slot. These tests check both kinds, statically and as run.
 
 def _lua_code(text: str) -> str:
     """Lua source without comments (strings kept)."""
@@ -285,9 +290,26 @@ def _jobspy_scripts() -> list[str]:
     return scripts
 
 
-def test_lua_scripts_never_build_key_names() -> None:
+def test_lua_scripts_build_keys_only_from_the_declared_namespace() -> None:
+    from jobs_core.scripts import ON_LIB, _read
+
     for name in SCRIPT_NAMES:
-        assert key_name_problems(script_source(name)) == [], name
+        if name not in ON_LIB:
+            assert key_name_problems(script_source(name)) == [], name
+            continue
+        # the script's own text builds no key: every key comes from lib.lua's k_* / K_* helpers
+        problems = [p for p in key_name_problems(_read(name)) if "is not from KEYS" not in p]
+        assert problems == [], name
+        code = _lua_code(_read(name))
+        assert not re.search(r"PREFIX\s*\.\.|KEYS\[[3-9]", code), name
+    lib = _lua_code(_read("lib"))
+    assert re.search(r"local PREFIX = string\.sub\(KEYS\[1\], 1, -13\)", lib)  # minus "jobs:running"
+    builders = re.findall(r"^local (?:function )?(k_\w+|K_\w+)", lib, re.M)
+    for m in re.finditer(r"'([^']*)'", lib):  # a key fragment appears only where a helper builds it
+        if re.search(r"(olock|ilock|jobs):", m.group(1)):
+            line = lib[lib.rfind("\n", 0, m.start()) + 1:lib.find("\n", m.start())]
+            assert re.match(r"local (function )?(k_|K_)", line), line
+    assert len(builders) >= 14
     # the check does catch the jobspy way of building keys inside Lua
     for text in _jobspy_scripts():
         assert any("is not from KEYS" in p for p in key_name_problems(text))
@@ -362,8 +384,10 @@ class Monitor:
             return []
 
 
-def test_every_key_a_script_touches_is_declared(server: RedisServer, conn: redis.Redis, prefix: str,
-                                                legacy: Any) -> None:
+def test_every_key_a_script_touches_lies_in_its_namespace(server: RedisServer, conn: redis.Redis, prefix: str,
+                                                          legacy: Any) -> None:
+    from jobs_core.scripts import ON_LIB
+
     shas = {hashlib.sha1(script_source(n).encode()).hexdigest().encode(): n for n in SCRIPT_NAMES}
     monitor = Monitor(server.url)
     client = redis.Redis.from_url(server.url)
@@ -375,9 +399,15 @@ def test_every_key_a_script_touches_is_declared(server: RedisServer, conn: redis
         a.refresh()
         timer = threading.Timer(0.15, a.stop)
         timer.start()
-        b = c.job(["m.in"], ["m.out"], duration=5, heartbeat=False, wait=2).start()  # waits, then starts
+        b = c.job(["m.in"], ["m.out"], duration=5, heartbeat=False, wait=2).start()  # waits, is granted
         timer.join()
         b.stop(failed=True)
+        with pytest.raises(ResourceUnavailable):
+            c.job(["m.never"], [], duration=5, wait=0.2).start()  # waits, leaves at its deadline
+        gives_up = c.job(["m.never"], [], duration=5, wait=5)  # a wait given up (as on an interrupt)
+        plan = gives_up._plan_now()
+        c.scripts.start(plan.keys, plan.start_args("n1", "wait", 5, ""))
+        c.scripts.leave(plan.keys, plan.leave_args("n1"))
         with c.job([], ["m.ttl"], duration=5, heartbeat=False, output_ttl=30):
             pass
         c.create_outputs(["m.ttl2"], ttl=30)
@@ -386,17 +416,24 @@ def test_every_key_a_script_touches_is_declared(server: RedisServer, conn: redis
         assert [j.job_id for j in c.running_jobs()] == [d.id]
         with pytest.raises(LockLost):
             d.stop()
+        assert c.server_time() > 0
         with legacy.ResourceManager(["m.in"], ["m.legacy"], 5):
             pass
         runs = monitor.script_runs()
         ours = [r for r in runs if r["script"] in shas]
         theirs = [r for r in runs if r["script"] not in shas]
         assert {shas[r["script"]] for r in ours} == set(SCRIPT_NAMES), "exercise every script above"
+        namespace = [prefix.encode() + b"jobs:running", prefix.encode() + b"jobs:guard"]
         for run in ours:
-            declared = set(run["keys"])
-            for command in run["touched"]:
-                undeclared = set(monitor.keys_of(command)) - declared
-                assert not undeclared, (shas[run["script"]], command)
+            declared = list(run["keys"])
+            touched = {k for command in run["touched"] for k in monitor.keys_of(command)}
+            if shas[run["script"]] in ON_LIB:
+                assert declared == namespace, shas[run["script"]]
+                assert all(k.startswith(prefix.encode()) for k in touched), (shas[run["script"]], touched)
+                assert namespace[1] not in touched  # the guard is never read or written
+            else:
+                assert touched <= set(declared), (shas[run["script"]], touched - set(declared))
+        assert not client.exists(prefix + "jobs:guard")
         # jobspy: names (and an empty string) in KEYS, keys built inside Lua
         assert theirs and all(b"" in r["keys"] for r in theirs)
         undeclared = {k for r in theirs for cmd in r["touched"] for k in monitor.keys_of(cmd)} - {

@@ -195,7 +195,8 @@ def test_replayed_stop_completes_once(coordinator, client, prefix):
     """A stop whose reply was lost (redis-py retries it) is answered from the holder record."""
     job = coordinator.job([], ["x"], duration=5, heartbeat=False).start()
     plan = job._plan
-    coordinator.scripts.stop(plan.stop_keys, plan.stop_args(job.token, True))  # the 'lost reply' call
+    job._stop_nonce = "lost-reply"  # as a first stop() call that failed in flight leaves it
+    coordinator.scripts.stop(plan.keys, plan.stop_args(job.token, True, "lost-reply"))  # the 'lost reply' call
     assert text(client.get(prefix + "x")) == job.id
     job.stop()  # the repeat: status 2, no LockLost
     assert not job.is_running
@@ -206,7 +207,7 @@ def test_replayed_start_returns_the_same_token(coordinator, client, prefix):
     job = coordinator.job([], ["x"], duration=5, heartbeat=False).start()
     plan = job._plan
     nonce = text(client.hget(prefix + "jobs:holder:" + job.id, "nonce"))
-    reply = coordinator.scripts.start(plan.start_keys, plan.start_args("start", 0, nonce))
+    reply = coordinator.scripts.start(plan.keys, plan.start_args(nonce))
     assert int(reply[0]) == 1 and int(reply[1]) == job.token
     assert int(client.get(prefix + "jobs:token")) == job.token
     job.stop()

@@ -10,6 +10,7 @@ import pytest
 
 import jobs_core
 from jobs_core import ResourceUnavailable
+from jobs_core.protocol import text
 
 
 def later(delay, fn, *args):
@@ -149,12 +150,12 @@ def test_many_waiting_jobs_share_one_subscription(redis7, prefix):
     deadline = time.monotonic() + 20
     while len(c.waiting_jobs()) < 80 and time.monotonic() < deadline:
         time.sleep(0.05)
-    subscribers = client.pubsub_numsub(prefix + "jobs:wake")[0][1]
+    subscribers = client.pubsub_numsub(prefix + "jobs:wake:" + c.channel_id, prefix + "jobs:wake")
     holder.stop()
     for t in threads:
         t.join(60)
     assert sorted(done) == list(range(80))
-    assert subscribers == 1
+    assert [n for _, n in subscribers] == [1, 0]  # its own channel; nobody needs the broadcast one
 
 
 def test_wake_ups_survive_a_killed_subscription(redis7, prefix):
@@ -186,12 +187,12 @@ def test_listener_stops_when_idle(redis7, prefix, monkeypatch):
     holder = c.job([], ["x"], duration=30).start()
     threading.Timer(0.1, holder.stop).start()
     c.job([], ["x"], duration=5, wait=5).start().stop()
+    channel = prefix + "jobs:wake:" + c.channel_id
     deadline = time.monotonic() + 3
-    while client.pubsub_numsub(prefix + "jobs:wake")[0][1] and time.monotonic() < deadline:
+    while client.pubsub_numsub(channel)[0][1] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.pubsub_numsub(prefix + "jobs:wake")[0][1] == 0
-    assert not any(t.name == "jobs_core-listener" and t.is_alive() for t in threading.enumerate()
-                   if getattr(t, "_target", None) is getattr(c._listener, "_run", None))
+    assert client.pubsub_numsub(channel)[0][1] == 0
+    assert c._grants is not None and c._grants._thread is None
 
 
 def _queue_turns(c, names_in_order, holder):
@@ -227,13 +228,14 @@ def test_waiting_writers_get_their_turns_in_order(real_backend, prefix):
 def _queue_in_child(url, prefix, q):
     c = jobs_core.Coordinator.from_url(url, prefix, poll=30)
     q.put("waiting")
-    with c.job([], ["x"], duration=30, wait=60, job_id="slow.waiter") as job:
+    with c.job([], ["x"], duration=300, wait=60, job_id="slow.waiter") as job:
         q.put(job.token)
 
 
-def test_newcomers_do_not_cut_in_and_gone_waiters_are_skipped(redis7, prefix):
-    """A frozen waiter keeps its turn (a newcomer is refused though the output is free); once it is
-    gone (its 30 s of life since its last try have passed), the line moves on."""
+def test_a_frozen_first_in_line_gets_its_turn_and_a_dead_one_keeps_it_briefly(redis7, prefix):
+    """The release grants the output to the first in line even while it is frozen (its place is alive
+    30 s after its last try); a newcomer is refused. A waiter killed while waiting holds a grant no
+    longer than its place would have lived, however long its lease."""
     import multiprocessing as mp
     import os
     import signal
@@ -254,9 +256,9 @@ def test_newcomers_do_not_cut_in_and_gone_waiters_are_skipped(redis7, prefix):
         holder.stop()
         with pytest.raises(ResourceUnavailable) as e:
             c.job([], ["x"], duration=5).start()
-        assert e.value.args[0] == {"output_queued": ["x"]}
+        assert e.value.args[0] == {"output_locked": ["x"]}
         assert e.value.blockers[0].holder.job_id == "slow.waiter"
-        os.kill(child.pid, signal.SIGCONT)  # it wakes up and takes its turn
+        os.kill(child.pid, signal.SIGCONT)  # it wakes up and runs with the token it was granted
         assert q.get(timeout=10) > holder.token
         child.join(10)
 
@@ -270,17 +272,38 @@ def test_newcomers_do_not_cut_in_and_gone_waiters_are_skipped(redis7, prefix):
         os.kill(child.pid, signal.SIGKILL)  # gone for good
         child.join(10)
         holder.stop()
-        with pytest.raises(ResourceUnavailable):
-            c.job([], ["x"], duration=5).start()  # still in line for up to 30 s ...
-        client.zadd(prefix + "jobs:waiting", {"slow.waiter": time.time() - 1}, xx=True)  # ... as if they passed
+        assert text(client.get(prefix + "olock:x")) == "slow.waiter"
+        assert 0 < client.pttl(prefix + "olock:x") <= 30_000  # its lease is 300 s
+        client.delete(prefix + "olock:x")  # as if those seconds passed
         c.job([], ["x"], duration=5).start().stop()
-        assert client.zcard(prefix + "jobs:queue:x") == 0
     finally:
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
 
 
-def test_readers_do_not_queue_behind_writers(real_backend, prefix):
+def test_a_gone_waiter_is_skipped(redis7, prefix):
+    """A waiter whose place lapsed (no try for 30 s) is skipped by the release and by newcomers."""
+    client = redis7.client()
+    c = jobs_core.Coordinator(client, prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    gone = c.job([], ["x"], duration=30, wait=30, job_id="gone.waiter")
+    t = threading.Thread(target=lambda: pytest.raises(jobs_core.CoordinatorClosed, gone.start))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not c.waiting_jobs() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    (nonce,) = [text(m) for m in client.zrange(prefix + "jobs:waiting", 0, -1)]
+    client.zadd(prefix + "jobs:waiting", {nonce: time.time() - 1}, xx=True)  # its 30 s passed
+    holder.stop()
+    c.job([], ["x"], duration=5).start().stop()
+    assert client.zcard(prefix + "jobs:queue:x") == 0
+    c.close()
+    t.join(10)
+
+
+def test_new_readers_wait_behind_a_waiting_writer(real_backend, prefix):
+    """Writer preference: once a writer waits for a name, new readers of it wait behind it; readers
+    already reading finish; the readers behind the writer are started together when it stops."""
     c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
     c.create_outputs(["x"])
     reader = c.job(["x"], [], duration=30).start()
@@ -290,11 +313,25 @@ def test_readers_do_not_queue_behind_writers(real_backend, prefix):
     deadline = time.monotonic() + 5
     while not c.waiting_jobs() and time.monotonic() < deadline:
         time.sleep(0.005)
-    c.job(["x"], [], duration=5).start().stop()  # another reader: not held back by the waiting writer
+    with pytest.raises(ResourceUnavailable) as e:
+        c.job(["x"], [], duration=5).start()
+    assert e.value.args[0] == {"input_queued": ["x"]}
+    later_readers = [c.job(["x"], [], duration=30, wait=30) for _ in range(3)]
+    threads = [threading.Thread(target=r.start) for r in later_readers]
+    for r in threads:
+        r.start()
+    while len(c.waiting_jobs()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
     reader.stop()
     t.join(5)
-    assert writer.is_running
+    assert writer.is_running and not any(r.is_running for r in later_readers)
     writer.stop()
+    for r in threads:
+        r.join(5)
+    assert all(r.is_running for r in later_readers)
+    assert len({r.token for r in later_readers}) == 3
+    for r in later_readers:
+        r.stop()
 
 
 def test_closing_the_coordinator_stops_its_listener_quietly(redis7, prefix, caplog):
@@ -307,7 +344,7 @@ def test_closing_the_coordinator_stops_its_listener_quietly(redis7, prefix, capl
         c.close()
         time.sleep(1.5)
     assert not [r for r in caplog.records if "wake-ups" in r.message]
-    assert c._listener._thread is None
+    assert c._grants._thread is None
 
 
 def test_a_waiter_missing_an_input_holds_no_place_in_line(real_backend, prefix):

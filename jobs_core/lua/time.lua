@@ -1,4 +1,4 @@
 -- time.lua: the server clock of the namespace's shard.
--- KEYS[1] - any key of the namespace (on a cluster it routes the call to the right shard)
+-- KEYS[1] - jobs:running, KEYS[2] - jobs:guard (the namespace: see lib.lua)
 -- return the TIME reply: {seconds, microseconds}
-return redis.call('TIME')
+return T

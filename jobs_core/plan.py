@@ -1,0 +1,167 @@
+"""A job's script calls, prepared once when the job is made, and their replies.
+
+A job's names, lease and settings do not change between its starts, so the
+arguments of its scripts are records built once (:class:`Plan`); a call only
+``_replace``s the few fields that change (the nonce, the mode, the token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .facts import Blocker, Holder
+from .keys import Keys
+from .names import fold
+from .protocol import STOPPED_RECORD_MS, text, to_ms
+from .scripts import LeaveArgs, RefreshArgs, StartArgs, StopArgs, argv
+
+#: Start modes (start.lua): one try; a try that keeps a place in line; a dry run.
+START, WAIT, CHECK = "start", "wait", "check"
+
+class Plan:
+    """The script arguments of one job: its names, lease and settings, for one job id."""
+
+    __slots__ = ("job_id", "pid", "names", "nin", "lease_ms", "keys", "_start", "_stop", "_refresh", "_leave")
+
+    def __init__(
+        self,
+        keys: Keys,
+        job_id: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        *,
+        lease: float,
+        renews: bool,
+        overwrite: bool,
+        history: bool,
+        output_ttl: float | None,
+        host: str,
+        pid: int,
+        publish: str = "PUBLISH",
+    ) -> None:
+        self.job_id = job_id
+        self.pid = pid
+        self.names = tuple(inputs) + tuple(outputs)
+        self.nin = len(inputs)
+        self.lease_ms = to_ms(lease)
+        #: KEYS of every call (the scripts derive the rest: see lua/lib.lua).
+        self.keys = keys.scripts
+        ttl = 0 if output_ttl is None else to_ms(output_ttl)
+        self._start = StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host, pid,
+                                0, "", fold(job_id) if history else "", publish, self.nin)
+        self._stop = StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.nin)
+        self._refresh = RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin)
+        self._leave = LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin)
+
+    def with_id(self, job_id: str) -> Plan:
+        """The same plan for another job id whose lineage form is the same (``fold``).
+
+        A decorated job or a clone pays for its plan once.
+        """
+        other = object.__new__(Plan)
+        for slot in Plan.__slots__:
+            setattr(other, slot, getattr(self, slot))
+        other.job_id = job_id
+        other._start = self._start._replace(job_id=job_id)
+        other._stop = self._stop._replace(job_id=job_id)
+        other._refresh = self._refresh._replace(job_id=job_id)
+        other._leave = self._leave._replace(job_id=job_id)
+        return other
+
+    def start_args(self, nonce: str, mode: str = START, wait_left: float = 0.0, channel: str = "") -> list[Any]:
+        """ARGV of start.lua; ``wait_left`` (seconds, mode ``wait``) of 0 is the last try."""
+        left = 0 if wait_left <= 0 else to_ms(wait_left)
+        return argv(self._start._replace(nonce=nonce, mode=mode, wait_left_ms=left, channel=channel), self.names)
+
+    def stop_args(self, token: int | None, commit: bool, nonce: str, forced: bool = False) -> list[Any]:
+        """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id; ``forced``
+        marks a stop from outside the job."""
+        return argv(self._stop._replace(token=token or 0, commit=int(commit), nonce=nonce, forced=int(forced)),
+                    self.names)
+
+    def refresh_args(self, token: int, renew: bool = True, strict: bool = False, lease: float | None = None
+                     ) -> list[Any]:
+        """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held; ``lease``
+        replaces the plan's lease for this renewal; without ``renew`` it only checks."""
+        lease_ms = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
+        return argv(self._refresh._replace(lease_ms=lease_ms, token=token, strict=int(strict)), self.names)
+
+    def leave_args(self, nonce: str) -> list[Any]:
+        """ARGV of leave.lua for the start() call ``nonce``."""
+        return argv(self._leave._replace(nonce=nonce), self.names)
+
+    def name(self, index: Any) -> str:
+        """The name at a 1-based index of a script reply; 0 is the job itself."""
+        i = int(index)
+        return self.names[i - 1] if i else self.job_id
+
+    def lost_reasons(self, indices: Iterable[Any]) -> dict[str, list[str]]:
+        """``{"input_lock_lost": [...], "output_lock_lost": [...]}`` from 1-based indices."""
+        lost: dict[str, list[str]] = {}
+        for i in indices:
+            i = int(i)
+            reason = "input_lock_lost" if i <= self.nin else "output_lock_lost"
+            lost.setdefault(reason, []).append(self.names[i - 1])
+        return lost
+
+    def all_lost(self) -> dict[str, list[str]]:
+        """Every lock of the job, as lost reasons."""
+        return self.lost_reasons(range(1, len(self.names) + 1))
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """start.lua's reply.
+
+    ``lease`` is the lease left (seconds) of a start; ``final`` says waiting
+    cannot help; ``polls`` says some blocker may end without a wake-up (a
+    jobs.py holder, a missing input), so a waiting job must look again by itself.
+    """
+
+    started: bool
+    token: int
+    now: float
+    lease: float = 0.0
+    blockers: tuple[Blocker, ...] = ()
+    final: bool = False
+    polls: bool = False
+
+
+def parse_start(reply: Sequence[Any], plan: Plan) -> StartReply:
+    if int(reply[0]) == 1:
+        return StartReply(True, int(reply[1]), float(text(reply[2])), max(int(reply[3]), 0) / 1000)
+    blockers = []
+    polls = False
+    for i in range(3, len(reply), 5):
+        holder_id = text(reply[i + 2])
+        expiry = text(reply[i + 3])
+        holder = Holder(holder_id, float(expiry) if expiry else None) if holder_id else None
+        blockers.append(Blocker(text(reply[i]), plan.name(reply[i + 1]), holder))
+        polls = polls or int(reply[i + 4]) == 0
+    return StartReply(False, 0, float(text(reply[1])), 0.0, tuple(blockers), int(reply[2]) == 1, polls)
+
+
+def parse_refresh(reply: Sequence[Any], plan: Plan) -> tuple[float, dict[str, list[str]]]:
+    """refresh.lua's reply as ``(server now, lost reasons)``."""
+    return float(text(reply[1])), plan.lost_reasons(reply[2:])
+
+
+@dataclass(frozen=True)
+class StopReply:
+    """stop.lua's reply: ``status`` 1 stopped now, 2 by an earlier try of this call, 3 by another call
+    first (``forced``: from outside, else by a process that resumed the start), 0 locks lost (nothing
+    written); ``state`` what the start ended as; ``lost`` the locks it no longer held."""
+
+    status: int
+    state: str
+    lost: dict[str, list[str]]
+    forced: bool = False
+
+
+def parse_stop(reply: Sequence[Any], plan: Plan) -> StopReply:
+    status = int(reply[0])
+    if status == 3:
+        return StopReply(status, text(reply[2]), {}, int(reply[3]) == 1)
+    return StopReply(status, text(reply[2]), plan.lost_reasons(reply[3:]))
