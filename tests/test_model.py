@@ -4,10 +4,17 @@ A :class:`RuleBasedStateMachine` makes jobs on three coordinators (redis-py
 with bytes replies, redis-py decoding, valkey-py), all in one namespace, and
 starts, refreshes, checks and stops them (as written or failed), lets short
 leases run out for real, force-unlocks names, creates outputs, starts a
-second copy of a running job id, and asks why a job would be blocked. After
-each step the outcome (token, blockers, lost locks, errors) and the state in
-Redis (outputs, write locks, live read locks, fencing counter) must match
-:class:`Model`, a few lines of Python per rule of DESIGN.md §1 and §4.
+second copy of a running job id, and asks why a job would be blocked. Jobs
+also wait: a waiting start takes its place in the line of each of its names
+(start.lua in mode ``wait``, driven call by call so that every outcome is
+decided), tries again, gives up (leave.lua), and is started by releases (the
+direct grant), in the order README "Waiting, in order" states: by ticket,
+readers behind a waiting writer, heads that cannot run passed, jobs that
+passed someone marked. After each step the outcome (token, blockers, lost
+locks, errors, grants published) and the state in Redis (outputs, write
+locks, live read locks, fencing counter, lines, waiting records, passers)
+must match :class:`Model`, a few lines of Python per rule of DESIGN.md §1, §4
+and §7.
 
 Time is real: short leases are 0.25 s. The model knows each start's lease
 expiry only within the window [sent + lease, answered + lease] (the monotonic
@@ -42,6 +49,7 @@ from hypothesis.stateful import (
 
 import jobs_core
 from jobs_core import LockLost, NotRunning, ResourceUnavailable
+from jobs_core.waiting import Started, Wait
 
 from .reliability import report
 
@@ -58,7 +66,8 @@ MARGIN = 0.015
 BUDGET = 0.05
 
 FIGURES: dict[str, int] = {"examples": 0, "steps": 0, "starts": 0, "refused": 0, "lost_reports": 0,
-                           "expiries": 0, "unlocks": 0, "creates": 0, "twins": 0, "ambiguous": 0}
+                           "expiries": 0, "unlocks": 0, "creates": 0, "twins": 0, "ambiguous": 0, "waits": 0,
+                           "queued": 0, "grants": 0, "passers": 0}
 
 
 class JobModel:
@@ -73,6 +82,13 @@ class JobModel:
         self.token: int | None = None
         self.window: tuple[float, float] | None = None  # lease expiry of its current start, monotonic
         self.lost = False  # job.lost is set
+        self.call: object | None = None  # the start() call of its current (or last) start or wait
+        self.nonce = ""  # that call's nonce, while it waits or was granted
+        self.ticket = 0  # its place in line (the order it began to wait), while it waits
+        self.waiting = False  # it has a place in line
+        self.granted = False  # a release started it; its Job object has not taken it over yet
+        self.passer = False  # its current start passed a waiter ahead of it
+        self.grant_sent = 0.0
 
     def __repr__(self) -> str:
         return f"<{self.id} {'active' if self.active else 'idle'} token={self.token}>"
@@ -87,6 +103,11 @@ class Model:
         self.readers: dict[str, dict[str, JobModel]] = {n: {} for n in NAMES}
         self.record: dict[str, tuple[JobModel, bool]] = {}  # holder record per id: (start, running?)
         self.counter = 0
+        self.queue: dict[str, list[JobModel]] = {n: [] for n in NAMES}  # each name's line, in ticket order
+        self.idqueue: dict[str, list[JobModel]] = {}  # waiting for another start of their id to end
+        self.tickets = 0
+        self.grants: dict[str, int] = {}  # published in the current step: nonce -> token
+        self.nudged: set[str] = set()  # told to look again in the current step
 
     @staticmethod
     def live(jm: JobModel, s: float, r: float) -> bool:
@@ -111,25 +132,134 @@ class Model:
     def live_readers(self, name: str, s: float, r: float) -> dict[str, JobModel]:
         return {i: jm for i, jm in self.readers[name].items() if self.live(jm, s, r)}
 
-    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float
-                 ) -> set[tuple[str, str]]:
-        out = set()
-        if job_id and self.running(job_id, s, r) is not None:
-            out.add(("job_running", job_id))
+    def conflicts(self, job_id: str, call: object | None, inputs: Any, outputs: Any, overwrite: bool, s: float,
+                  r: float) -> list[tuple[str, str, JobModel | None]]:
+        """What keeps a start from running, lines aside: ``(reason, name, holder)`` in start.lua's order."""
+        out: list[tuple[str, str, JobModel | None]] = []
+        if job_id:
+            running = self.running(job_id, s, r)
+            if running is not None and running.call is not call:
+                out.append(("job_running", job_id, None))
         for n in inputs:
             w = self.live_writer(n, s, r)
-            if (w is not None and w.id != job_id) or n not in self.written:
-                out.add(("input_missing", n))
+            if w is not None and w.id != job_id:
+                out.append(("input_missing", n, w))
+            elif n not in self.written:
+                out.append(("input_missing", n, None))
         for n in outputs:
             if not overwrite and n in self.written:
-                out.add(("output_exists", n))
+                out.append(("output_exists", n, None))
                 continue
             w = self.live_writer(n, s, r)
             if w is not None and w.id != job_id:
-                out.add(("output_locked", n))
-            elif any(i != job_id for i in self.live_readers(n, s, r)):
-                out.add(("output_used", n))
+                out.append(("output_locked", n, w))
+            else:
+                out += [("output_used", n, rd) for i, rd in self.live_readers(n, s, r).items() if i != job_id]
         return out
+
+    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float
+                 ) -> set[tuple[str, str]]:
+        """A newcomer's blockers (a start that does not wait, or a dry run), as ``(reason, name)``."""
+        found, _ = self.full(job_id, None, None, list(inputs), list(outputs), overwrite, s, r)
+        return {(reason, n) for reason, n, _ in found}
+
+    # -- the lines --------------------------------------------------------------------------
+
+    def ahead(self, n: str, w: JobModel | None) -> list[JobModel]:
+        """The waiters ahead of ``w`` in ``n``'s line (all of them for a newcomer)."""
+        q = self.queue[n]
+        if w is not None and w in q:
+            return q[:q.index(w)]
+        if w is not None and w.ticket:
+            return [e for e in q if e.ticket < w.ticket]
+        return list(q)
+
+    def behind(self, e: JobModel, n: str) -> bool:
+        """Whether ``e`` is behind another waiter, first in the line of one of its other names."""
+        for m in [*e.inputs, *e.outputs]:
+            q = self.queue[m]
+            if m != n and q and q[0] is not e and not (m in q[0].inputs and m in e.inputs):
+                return True
+        return False
+
+    def standing(self, e: JobModel, n: str, s: float, r: float) -> str:
+        """How waiter ``e`` stands for a start behind it on ``n``: on / final / passable / strict."""
+        found = self.conflicts(e.id, e.call, e.inputs, e.outputs, e.job.overwrite, s, r)
+        elsewhere = False
+        for reason, name, holder in found:
+            if reason == "output_exists":
+                return "final"
+            if reason != "job_running" and name == n:
+                return "on"
+            if holder is None or reason == "job_running" or not holder.passer:
+                elsewhere = True
+        return "passable" if elsewhere or (not found and self.behind(e, n)) else "strict"
+
+    def full(self, job_id: str, call: object | None, w: JobModel | None, inputs: list[str], outputs: list[str],
+             overwrite: bool, s: float, r: float) -> tuple[list[tuple[str, str, JobModel | None]], bool]:
+        """Conflicts, then for each name free of them the waiter ahead that keeps it; and whether the
+        start passed someone."""
+        found = self.conflicts(job_id, call, inputs, outputs, overwrite, s, r)
+        if not self.waiters():
+            return found, False
+        busy = {n for reason, n, _ in found if reason != "job_running"}
+        passed = False
+        for n in [*inputs, *outputs]:
+            if n in busy:
+                continue
+            for e in self.ahead(n, w):
+                if n in e.inputs and n in inputs:
+                    continue  # readers do not keep a name from readers
+                if self.standing(e, n, s, r) in ("passable", "final"):
+                    passed = True
+                    continue
+                found.append(("input_queued" if n in inputs else "output_queued", n, e))
+                break
+        return found, passed
+
+    def waiters(self) -> list[JobModel]:
+        return [jm for q in self.queue.values() for jm in q] + [jm for q in self.idqueue.values() for jm in q]
+
+    def unqueue(self, jm: JobModel) -> None:
+        for q in [*self.queue.values(), *self.idqueue.values()]:
+            if jm in q:
+                q.remove(jm)
+        jm.waiting = False
+
+    def take(self, jm: JobModel, passed: bool, s: float, r: float) -> None:
+        """A start (by its own try or a grant): every lock, the next token, its place in line gone."""
+        self.counter += 1
+        FIGURES["passers"] += passed
+        jm.token, jm.passer, jm.lost, jm.window = self.counter, passed, False, (s + jm.lease, r + jm.lease)
+        self.record[jm.id] = (jm, True)
+        for n in jm.inputs:
+            self.readers[n][jm.id] = jm
+        for n in jm.outputs:
+            self.writer[n] = jm
+        self.unqueue(jm)
+
+    def scan(self, q: list[JobModel], n: str | None, s: float, r: float) -> None:
+        """A release's look at one line: start, in order, those that can run; tell those that cannot
+        ever (an existing output); stop at the first that keeps its turn."""
+        for e in list(q):
+            if not e.waiting:
+                continue
+            found, passed = self.full(e.id, e.call, e, e.inputs, e.outputs, e.job.overwrite, s, r)
+            if not found:
+                self.take(e, passed, s, r)
+                e.granted, e.grant_sent = True, s
+                self.grants[e.nonce] = e.token
+                FIGURES["grants"] += 1
+            elif any(reason == "output_exists" for reason, _, _ in found):
+                self.unqueue(e)
+                self.nudged.add(e.nonce)
+            elif n is None or self.standing(e, n, s, r) in ("on", "strict"):
+                return
+
+    def scan_names(self, names: Any, s: float, r: float) -> None:
+        if self.waiters():
+            for n in names:
+                self.scan(self.queue[n], n, s, r)
 
     def held(self, jm: JobModel) -> tuple[list[str], list[str]]:
         return ([n for n in jm.inputs if self.readers[n].get(jm.id) is jm],
@@ -158,7 +288,9 @@ def text(value: Any) -> Any:
 
 names = st.lists(st.sampled_from(NAMES), unique=True, max_size=3)
 ACTIONS = ["start", "refresh", "start", "stop", "check", "repair", "stop_failed", "start", "why_blocked", "stop",
-           "pause", "expire"]
+           "pause", "expire", "wait", "wait", "retry", "give_up"]
+#: The channel suffix the waits of this test publish their grants to (read back after each step).
+CHANNEL = "model"
 #: client, inputs, outputs, overwrite, short lease
 job_specs = st.tuples(st.integers(0, 2), st.lists(st.sampled_from(NAMES), unique=True, max_size=2),
                       names.filter(bool), st.sampled_from([True, True, False]), st.booleans())
@@ -179,6 +311,10 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                             valkey.Valkey.from_url(url, **options)]
             self.coordinators = [jobs_core.Coordinator(c, self.prefix) for c in self.clients]
             self.admin = self.clients[0]
+            self.spy = self.admin.pubsub()
+            self.spy.subscribe(self.prefix + "jobs:wake:" + CHANNEL)
+            while (self.spy.get_message(timeout=5) or {}).get("type") != "subscribe":
+                pass
             self.model = Model()
             self.all: list[JobModel] = []
             self.serial = 0
@@ -199,6 +335,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             """Run one call after settling; returns (result, error, sent, answered)."""
             self.settle()
             FIGURES["steps"] += 1
+            self.model.grants, self.model.nudged = {}, set()
             s = time.monotonic()
             try:
                 result, error = call(), None
@@ -255,6 +392,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
         def act(self, jm, action, data):
             """One call: on a job, or a repair or question on the namespace. One rule with weighted
             actions, so that hypothesis's choice of rules does not starve the starts."""
+            if (jm.waiting or jm.granted) and action not in ("give_up", "expire", "pause", "repair", "why_blocked"):
+                action = "retry"  # its start() call is still under way
             FIGURES[action] = FIGURES.get(action, 0) + 1
             if action == "stop_failed":
                 self._stop(jm, failed=True)
@@ -278,7 +417,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if jm.active:
                 assert error is None and jm.job.token == before  # already running: no-op
                 return
-            expected = m.blockers(jm.id, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            found, passed = m.full(jm.id, None, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            expected = {(reason, n) for reason, n, _ in found}
             if expected:
                 FIGURES["refused"] += 1
                 assert isinstance(error, ResourceUnavailable), (error, expected)
@@ -288,14 +428,136 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 return
             assert error is None, (error, m.written, m.writer, m.readers)
             FIGURES["starts"] += 1
-            m.counter += 1
+            jm.call = object()
+            m.take(jm, passed, s, r)
             assert jm.job.token == m.counter  # fencing: the next integer of the namespace
-            jm.active, jm.token, jm.lost, jm.window = True, m.counter, False, (s + jm.lease, r + jm.lease)
-            m.record[jm.id] = (jm, True)
-            for n in jm.inputs:
-                m.readers[n][jm.id] = jm
-            for n in jm.outputs:
-                m.writer[n] = jm
+            jm.active = True
+
+        # -- waiting, call by call (what jobs_core.waiting does, with every outcome decided) -------
+
+        def _script(self, name: str, jm: JobModel, args: list[Any]) -> Any:
+            c = jm.job.coordinator
+            return getattr(c.scripts, name)(jm.job._plan_now().keys, args)
+
+        def _wait(self, jm: JobModel) -> None:
+            """A start() that may wait: its try in mode ``wait`` (a newcomer: behind every waiter)."""
+            if jm.active:
+                return
+            FIGURES["waits"] += 1
+            call, nonce = object(), secrets.token_hex(8)
+            plan = jm.job._plan_now()
+            reply, _, s, r = self.step(lambda: self._script("start", jm, plan.start_args(nonce, "wait", 60, CHANNEL)))
+            self._first_try(jm, call, nonce, reply, s, r)
+
+        def _first_try(self, jm: JobModel, call: object, nonce: str, reply: Any, s: float, r: float) -> None:
+            """The outcome of a waiting call's try while it has no place in line (its first)."""
+            m = self.model
+            found, passed = m.full(jm.id, call, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            jm.call, jm.nonce = call, nonce
+            if not found:
+                assert int(reply[0]) == 1, reply
+                m.take(jm, passed, s, r)
+                self._adopt(jm, int(reply[1]), s, int(reply[3]) / 1000)
+                return
+            assert int(reply[0]) == 0, (reply, found)
+            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(3, len(reply), 5)}
+            assert got == {(reason, n) for reason, n, _ in found}
+            final = any(reason == "output_exists" for reason, _, _ in found)
+            assert int(reply[2]) == int(final)
+            if final:
+                return
+            FIGURES["queued"] += 1
+            m.tickets += 1
+            jm.ticket, jm.waiting = m.tickets, True
+            for n in [*jm.inputs, *jm.outputs]:
+                m.queue[n].append(jm)
+            if found[0][0] == "job_running":
+                m.idqueue.setdefault(jm.id, []).append(jm)
+
+        def _retry(self, jm: JobModel) -> None:
+            """The waiting call tries again (woken, or its sleep ended), or takes over a grant."""
+            if not (jm.waiting or jm.granted):
+                return self._wait(jm)
+            plan = jm.job._plan_now()
+            reply, _, s, r = self.step(lambda: self._script("start", jm, plan.start_args(jm.nonce, "wait", 60,
+                                                                                        CHANNEL)))
+            m = self.model
+            if jm.granted:
+                if m.running(jm.id, s, r) is jm:
+                    assert int(reply[0]) == 1 and int(reply[1]) == jm.token, reply
+                    self._adopt(jm, jm.token, jm.grant_sent, jm.lease)
+                    return
+                # the grant's lease ran out unclaimed (the process paused): the call tries anew
+                jm.granted, jm.waiting, jm.window = False, False, None
+                self._first_try(jm, jm.call, jm.nonce, reply, s, r)
+                return
+            found, passed = m.full(jm.id, jm.call, jm, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            if not found:
+                assert int(reply[0]) == 1, (reply, m.queue)
+                m.take(jm, passed, s, r)
+                if jm.inputs:
+                    m.scan_names(jm.inputs, s, r)
+                self._adopt(jm, int(reply[1]), s, jm.lease)
+                self.grants_published()
+                return
+            assert int(reply[0]) == 0, (reply, found)
+            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(3, len(reply), 5)}
+            assert got == {(reason, n) for reason, n, _ in found}, (got, found)
+            if any(reason == "output_exists" for reason, _, _ in found):
+                m.unqueue(jm)
+                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+            self.grants_published()
+
+        def _give_up(self, jm: JobModel) -> None:
+            """The waiting call gives up (an interrupt, a cancelled task): leave.lua."""
+            if not (jm.waiting or jm.granted):
+                return
+            plan = jm.job._plan_now()
+            reply, _, s, r = self.step(lambda: self._script("leave", jm, plan.leave_args(jm.nonce)))
+            m = self.model
+            queued = jm.waiting
+            released = jm.granted and m.running(jm.id, s, r) is jm
+            assert [int(reply[0]), int(reply[1])] == [int(queued), int(released)], (reply, queued, released)
+            m.unqueue(jm)
+            if released:
+                m.release(jm)
+                m.record[jm.id] = (jm, False)
+            jm.granted, jm.window = False, None
+            if queued or released:
+                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                if released:
+                    m.scan(m.idqueue.get(jm.id, []), None, s, r)
+            self.grants_published()
+
+        def _adopt(self, jm: JobModel, token: int, sent: float, lease: float) -> None:
+            """The Job object takes over the start made for its call (as a grant message makes it)."""
+            job = jm.job
+            job._begin(Wait(job._plan_now(), jm.nonce, 60, time.monotonic, 2), Started(token, sent, lease))
+            job.coordinator.track(job, None)
+            jm.active, jm.granted, jm.waiting = True, False, False
+            assert job.token == jm.token == token
+
+        def grants_published(self) -> None:
+            """The grants and nudges published to the waits' channel in this step are the model's."""
+            marker = secrets.token_hex(4)
+            self.admin.publish(self.prefix + "jobs:wake:" + CHANNEL, marker)
+            grants, nudged = {}, set()
+            while True:
+                message = self.spy.get_message(timeout=5)
+                assert message is not None, "the marker"
+                if message.get("type") != "message":
+                    continue
+                data = text(message["data"])
+                if data == marker:
+                    break
+                for line in data.split("\n"):
+                    nonce, _, rest = line.partition("\t")
+                    if rest:
+                        grants[nonce] = int(rest.split("\t")[0])
+                    else:
+                        nudged.add(nonce)
+            assert grants == self.model.grants, (grants, self.model.grants)
+            assert nudged == self.model.nudged, (nudged, self.model.nudged)
 
         def _refresh(self, jm: JobModel) -> None:
             _, error, s, r = self.step(jm.job.refresh)
@@ -332,6 +594,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.release(jm)
                 if m.record.get(jm.id, (None,))[0] is jm:
                     del m.record[jm.id]
+                m.scan_names([*jm.inputs, *jm.outputs], s, r)
             else:
                 ins, outs = m.held(jm)
                 lost = all_lost(jm) - {("input_lock_lost", n) for n in ins} - {("output_lock_lost", n) for n in outs}
@@ -340,6 +603,9 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                     for n in jm.outputs:
                         m.written[n] = jm.id
                 m.record[jm.id] = (jm, False)
+                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                m.scan(m.idqueue.get(jm.id, []), None, s, r)
+            self.grants_published()
             jm.active, jm.window = False, None
             assert not jm.job.is_running
             if failed or not lost:
@@ -379,26 +645,30 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 FIGURES["creates"] += 1
                 self.serial += 1
                 writer = f"repair{self.serial}"
-                token, _, _, _ = self.step(lambda: self.coordinators[client].create_outputs(outputs, job_id=writer))
+                token, _, s, r = self.step(lambda: self.coordinators[client].create_outputs(outputs, job_id=writer))
                 m.counter += 1
                 assert token == m.counter
                 for n in outputs:
                     m.written[n] = writer
                     m.writer.pop(n, None)
+                m.scan_names(outputs, s, r)
+                self.grants_published()
                 return
             FIGURES["unlocks"] += 1
-            self.step(lambda: self.coordinators[client].unlock(inputs, outputs))
+            _, _, s, r = self.step(lambda: self.coordinators[client].unlock(inputs, outputs))
             m.counter += 1
             for n in inputs:
                 m.readers[n].clear()
             for n in outputs:
                 m.writer.pop(n, None)
+            m.scan_names([*inputs, *outputs], s, r)
+            self.grants_published()
 
         def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool) -> None:
             report_, _, s, r = self.step(lambda: self.coordinators[client].why_blocked(inputs, outputs, overwrite))
             expected = self.model.blockers("", inputs, outputs, overwrite, s, r)
             assert report_.can_start == (not expected)
-            assert {(b.reason, b.name) for b in report_.blockers} == expected
+            assert {(b.reason, b.name) for b in report_.blockers} == expected, (report_.blockers, expected)
 
         # -- the state in Redis ------------------------------------------------------------------
 
@@ -412,6 +682,11 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 pipe.get(p + n)
                 pipe.get(p + "olock:" + n)
                 pipe.zrange(p + "ilock:" + n, 0, -1, withscores=True)
+                pipe.zrange(p + "jobs:queue:" + n, 0, -1)
+            pipe.zrange(p + "jobs:waiting", 0, -1)
+            running = [jm for jm in self.all if m.running(jm.id, 0, 0) is jm]
+            for jm in running:
+                pipe.hget(p + "jobs:holder:" + jm.id, "passer")
             self.settle()
             s = time.monotonic()
             replies = pipe.execute()
@@ -420,8 +695,14 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             (sec, usec), counter, rest = replies[0], replies[1], replies[2:]
             now = sec + usec / 1e6
             assert int(counter or 0) == m.counter
+            waiting, passers = rest[4 * len(NAMES)], rest[4 * len(NAMES) + 1:]
+            assert {text(w) for w in waiting} == {jm.nonce for jm in m.waiters()}
+            for jm, passer in zip(running, passers):
+                if m.running(jm.id, s, r) is jm:
+                    assert text(passer) == ("1" if jm.passer else "0"), jm
             for i, n in enumerate(NAMES):
-                value, lock, readers = rest[3 * i: 3 * i + 3]
+                value, lock, readers, line = rest[4 * i: 4 * i + 4]
+                assert [text(x) for x in line] == [jm.nonce for jm in m.queue[n]], n
                 live = {text(member) for member, score in readers if score > now}
                 assert text(value) == m.written.get(n), n
                 writer = m.live_writer(n, s, r)
@@ -440,6 +721,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             keys = list(self.admin.scan_iter(match=self.prefix + "*"))
             if keys:
                 self.admin.delete(*keys)
+            self.spy.close()
             for c in self.clients:
                 c.close()
 
@@ -456,6 +738,7 @@ def run_machine(url: str, examples: int, steps: int, name: str) -> None:
     report(name, {**FIGURES, "seconds": round(time.monotonic() - began, 1), "max_examples": examples,
                   "steps_per_example": steps})
     assert FIGURES["starts"] > 0 and FIGURES["refused"] > 0 and FIGURES["lost_reports"] > 0
+    assert FIGURES["queued"] > 0 and FIGURES["grants"] > 0 and FIGURES["give_up"] > 0
 
 
 def test_model(redis_server):

@@ -247,10 +247,12 @@ local function blockers(r)
     end
     local busy = {}
     for _, b in ipairs(list) do
-        busy[b[2]] = true
+        if b[2] > 0 then
+            busy[r.names[b[2]]] = true
+        end
     end
     for i = 1, #r.names do
-        if not busy[i] then
+        if not busy[r.names[i]] then
             local e = line(r, i)
             if e then
                 add(list, reads(r, i) and 'input_queued' or 'output_queued', i, e.id, e.alive)
