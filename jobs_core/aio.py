@@ -256,13 +256,14 @@ class AsyncCoordinator(CoordinatorBase):
     async def waiting_jobs(self) -> list[Waiter]:
         return await self._run(self._waiting_flow())
 
-    async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
-        return await self._run(self._unlock_flow(inputs, outputs))
+    async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *,
+                     expected: Iterable[OutputInfo] | None = None) -> int:
+        return await self._run(self._unlock_flow(inputs, outputs, expected))
 
     async def create_outputs(self, outputs: Iterable[str], job_id: str | None = None,
-                             ttl: float | None = None) -> int:
+                             ttl: float | None = None, *, expected: Iterable[OutputInfo] | None = None) -> int:
         job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
-        return await self._run(self._create_flow(outputs, job_id, ttl))
+        return await self._run(self._create_flow(outputs, job_id, ttl, expected))
 
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         return await self._run(self._edges_flow(before, after))

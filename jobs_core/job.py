@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InvalidArgument, InvalidType, JobsError, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker, group_reasons
-from .names import check_job_id, check_names, fold
+from .names import check_io, check_job_id, fold
 from .protocol import FAILED, WRITTEN, Plan, check_seconds, parse_refresh, parse_start, parse_stop, text
 from .steps import BATCH, CALL, Flow, cmd
 
@@ -65,8 +65,7 @@ class JobBase:
         history: bool = UNSET,
         _depth: int = 2,
     ) -> None:
-        self.inputs = check_names(inputs, "inputs")
-        self.outputs = check_names(outputs, "outputs")
+        self.inputs, self.outputs = check_io(inputs, outputs)
         self.duration = check_seconds(duration, "duration", minimum=0.001)
         self.wait = check_seconds(wait or 0, "wait")
         if heartbeat is True:

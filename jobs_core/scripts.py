@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = ("start", "refresh", "stop", "unlock", "create", "time")
+NAMES = ("start", "refresh", "stop", "unlock", "create", "time", "read")
 
 
 @cache
