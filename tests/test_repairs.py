@@ -41,9 +41,10 @@ def token_counter(client: Any, prefix: str) -> int:
 
 
 def wake_messages(pubsub: Any, wait: float) -> list[str]:
+    read = pubsub.get_sharded_message if getattr(pubsub, "sharded", False) else pubsub.get_message
     out, deadline = [], time.monotonic() + wait
     while time.monotonic() < deadline:
-        m = pubsub.get_message(timeout=0.05)
+        m = read(timeout=0.05)
         if m and m["type"] in ("message", "smessage"):
             out.append(text(m["data"]))
     return out
@@ -51,13 +52,17 @@ def wake_messages(pubsub: Any, wait: float) -> list[str]:
 
 @pytest.fixture
 def pubsub(real_backend: Backend, prefix: str) -> Iterator[Any]:
+    """A subscription to the namespace's wake-up channel (sharded, on its node, on a cluster)."""
     client = real_backend.client()
+    channel = prefix + "jobs:wake"
     if real_backend.cluster is not None:
-        p = client.pubsub()
-        p.ssubscribe(prefix + "jobs:wake")
+        node = client.get_node_from_key(channel)
+        p = (getattr(node, "redis_connection", None) or node.valkey_connection).pubsub()  # redis-py / valkey-py
+        p.ssubscribe(channel)
+        p.sharded = True
     else:
         p = client.pubsub()
-        p.subscribe(prefix + "jobs:wake")
+        p.subscribe(channel)
     wake_messages(p, 0.1)
     yield p
     p.close()
