@@ -283,7 +283,7 @@ class CoordinatorBase:
                        readers=tuple(facts_by_id[r.job_id] for r in info.readers))
 
     def _written_flow(self, names: Iterable[str]) -> Flow:
-        names = check_names(names, "names")
+        names = check_names(names, "names", limit=None)  # a read without a script: no limit
         if not names:
             return {}
         values = yield from self._get_many_flow([self.keys.output(n) for n in names])

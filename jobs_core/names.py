@@ -106,21 +106,24 @@ def check_name(value: Any) -> str:
     return name
 
 
-def check_names(values: Any, what: str) -> tuple[str, ...]:
+def check_names(values: Any, what: str, *, limit: int | None = MAX_NAMES) -> tuple[str, ...]:
     """Validate a list of names, dropping repeats but keeping the first order.
+
+    ``limit`` (:data:`MAX_NAMES` unless None, for reads that send no script)
+    is checked as the names are read, so an endless iterable is refused too.
 
     Raises:
         InvalidNameType: not a list, tuple or set (a single ``str`` is refused), or a name not a ``str``.
         InvalidName: a bad name (see :func:`check_name`).
-        InvalidArgument: more than :data:`MAX_NAMES` names.
+        InvalidArgument: more than ``limit`` names.
     """
     if isinstance(values, (str, bytes, NG)) or not isinstance(values, Iterable):
         raise InvalidNameType(values, f"{what} must be a list, tuple or set of names, not {type(values).__name__}")
     names: dict[str, None] = {}
     for value in values:
         names[check_name(value)] = None
-        if len(names) > MAX_NAMES:
-            raise InvalidArgument(_too_many(what, f"more than {MAX_NAMES}"))
+        if limit is not None and len(names) > limit:
+            raise InvalidArgument(_too_many(what, f"more than {limit}"))
     return tuple(names)
 
 

@@ -6,6 +6,7 @@ half a second. Every entry point (the explicit API, asyncio, the jobs.py API,
 the command) refuses more names than the documented limit with a clear error
 before anything reaches Redis; a job at the limit keeps every script short;
 and the reads behind status, show and why-blocked go in bounded batches.
+``written(names)``, a plain read that runs no script, takes any number.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ def test_too_many_names_are_refused_before_redis(redis7: Backend, prefix: str,
         "unlock": lambda: c.unlock(INS, OUTS),
         "unlock outputs": lambda: c.unlock(outputs=OVER),
         "create_outputs": lambda: c.create_outputs(OVER),
-        "written": lambda: c.written(OVER),
         "async job": lambda: ac.job(INS, OUTS),
         "async unlock": lambda: ac.unlock(INS, OUTS),
         "async create_outputs": lambda: ac.create_outputs(OVER),
@@ -90,6 +90,14 @@ def test_too_many_names_are_refused_before_redis(redis7: Backend, prefix: str,
             raise AssertionError(f"{where}: {exc}") from exc
     assert "1001" in str(refused(client, lambda: c.job(INS, OUTS)))  # says how many it got
     asyncio.run(ac.aclose())
+    client.close()
+
+
+def test_written_is_a_read_without_a_limit(redis7: Backend, prefix: str) -> None:
+    client = redis7.client()
+    c = Coordinator(client, prefix)
+    c.create_outputs(OVER[:3], job_id="seed")
+    assert c.written(OVER).keys() == set(OVER[:3])
     client.close()
 
 
