@@ -27,10 +27,11 @@ from .errors import (
                      LockLost,
                      NotRunning,
                      ResourceUnavailable,
+                     StateChanged,
 )
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .job import Job
-from .names import EDGE_RE
+from .names import EDGE_RE, MAX_NAMES
 from .names import NG as TYPE_NG
 from .signals import release_on_signal
 
@@ -49,7 +50,8 @@ __all__ = [
     "AsyncCoordinator", "AsyncJob", "Blocker", "BlockReport", "CONN", "ConfigurationError", "Coordinator",
     "CoordinatorClosed",
     "DEFAULT_LOGGER", "EDGE_RE", "GLOBAL_PREFIX", "GRAPH_HISTORY", "Holder", "InvalidArgument", "InvalidName",
-    "InvalidNameType", "InvalidType", "Job", "JobsError", "LockLost", "NG", "NotRunning", "OUTPUT_DURATION",
-    "OutputInfo", "ResourceManager", "ResourceUnavailable", "RunningJob", "TYPE_NG", "VERSION", "Waiter",
+    "InvalidNameType", "InvalidType", "Job", "JobsError", "LockLost", "MAX_NAMES", "NG", "NotRunning",
+    "OUTPUT_DURATION", "OutputInfo", "ResourceManager", "ResourceUnavailable", "RunningJob", "StateChanged",
+    "TYPE_NG", "VERSION", "Waiter",
     "edges", "get_job_io", "get_jobs", "handle_auto_shutdown", "release_on_signal", "resource_manager",
 ]

@@ -328,15 +328,16 @@ class AsyncCoordinator(CoordinatorBase):
         """Jobs of the namespace waiting to start; see :meth:`jobs_core.Coordinator.waiting_jobs`."""
         return await self.run(self._waiting_flow())
 
-    async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
+    async def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *,
+                     expected: Iterable[OutputInfo] | None = None) -> int:
         """Force-release locks (a repair); see :meth:`jobs_core.Coordinator.unlock`."""
-        return await self.run(self._unlock_flow(inputs, outputs))
+        return await self.run(self._unlock_flow(inputs, outputs, expected))
 
     async def create_outputs(self, outputs: Iterable[str], job_id: str | None = None,
-                             ttl: float | None = None) -> int:
+                             ttl: float | None = None, *, expected: Iterable[OutputInfo] | None = None) -> int:
         """Mark outputs written without a job (a repair); see :meth:`jobs_core.Coordinator.create_outputs`."""
         job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
-        return await self.run(self._create_flow(outputs, job_id, ttl))
+        return await self.run(self._create_flow(outputs, job_id, ttl, expected))
 
     async def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         """Lineage edges last seen in the time range; see :meth:`jobs_core.Coordinator.edges`."""

@@ -8,7 +8,6 @@ Run ``jobs-core --help`` for the commands and exit codes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import secrets
@@ -24,16 +23,23 @@ import redis
 from . import cli_format as fmt
 from . import lineage
 from .coordinator import ENV_PREFIX, ENV_URL, Coordinator
-from .errors import ConfigurationError, InvalidArgument, JobsError, LockLost, NotRunning, ResourceUnavailable
-from .facts import RunningJob
-from .names import check_job_id, check_names
+from .display import json_text, printable, safe_json
+from .errors import (
+    ConfigurationError,
+    InvalidArgument,
+    JobsError,
+    LockLost,
+    NotRunning,
+    ResourceUnavailable,
+    StateChanged,
+)
+from .facts import OutputInfo, RunningJob
+from .names import check_io, check_job_id, check_names
 from .protocol import check_seconds
-from .urls import hide_password
+from .urls import describe_error, hide_password
 
 #: Exit codes: what a script calling jobs-core can rely on.
-OK, NO, USAGE, LOST, REDIS, INTERRUPTED = 0, 1, 2, 3, 4, 130
-
-#: Lease given to a job while ``stop`` takes it over; if the stop cannot finish, its locks lapse by then.
+OK, NO, USAGE, LOST, REDIS, CHANGED, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 EXIT_CODES = f"""\
 exit codes:
@@ -46,6 +52,9 @@ exit codes:
   {LOST}    lock lost: refresh or stop found the job no longer holds all its locks
        (stop then wrote nothing)
   {REDIS}    Redis error: cannot connect, timed out, or refused a command
+  {CHANGED}    unlock/create: the locks or outputs changed between being shown and the
+       confirmation (another job took, released or wrote them); nothing changed:
+       run the command again to see the new state
   {INTERRUPTED}  interrupted (Ctrl-C), except watch, which ends with 0
 """
 
@@ -271,7 +280,7 @@ def err(text: str) -> None:
 
 
 def dump(document: Any) -> None:
-    out(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    out(json_text(document) + "\n")
 
 
 def confirm(args: argparse.Namespace, plan: str, question: str) -> None:
@@ -289,7 +298,17 @@ def confirm(args: argparse.Namespace, plan: str, question: str) -> None:
 
 
 def _names_list(names: Sequence[str]) -> str:
-    return ", ".join(lineage.printable(n) for n in names)
+    return ", ".join(printable(n) for n in names)
+
+
+def _changed(exc: StateChanged, what: str) -> CliError:
+    return CliError(f"nothing changed: {what} on {_names_list(exc.names)} changed after they were shown (another "
+                    "job took, released or wrote them); run the command again to see the current state", CHANGED)
+
+
+def _unreadable(info: OutputInfo, part: str) -> str:
+    problems = "; ".join(info.problems)
+    return f"unreadable ({problems})" if part in info.unreadable else ""
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -352,7 +371,7 @@ def cmd_refresh(args: argparse.Namespace, c: Coordinator) -> int:
     except LockLost as exc:
         raise CliError(f"{_lost(args.job_id, token, exc)}; " + (
             "nothing was renewed" if token == running.token else _stale(token, running)), LOST) from None
-    out(f"refreshed {lineage.printable(args.job_id)} (token {token}): its locks are held for "
+    out(f"refreshed {printable(args.job_id)} (token {token}): its locks are held for "
         f"{secs(duration)}s more\n")
     return OK
 
@@ -368,19 +387,19 @@ def cmd_stop(args: argparse.Namespace, c: Coordinator) -> int:
         raise CliError(f"{_lost(args.job_id, running.token, exc)}; nothing was written, and the locks it still "
                        "held are released", LOST) from None
     if args.failed:
-        out(f"stopped {kind}{lineage.printable(args.job_id)} as failed: its locks are released, nothing "
+        out(f"stopped {kind}{printable(args.job_id)} as failed: its locks are released, nothing "
             "written\n")
     else:
         written = f"outputs written: {_names_list(running.outputs)}" if running.outputs else "no outputs"
         token = f" (token {running.token})" if running.token is not None else ""
-        out(f"stopped {kind}{lineage.printable(args.job_id)}{token}: {written}; its locks are released\n")
+        out(f"stopped {kind}{printable(args.job_id)}{token}: {written}; its locks are released\n")
     return OK
 
 
 def _lost(job_id: str, token: int | None, exc: LockLost) -> str:
     what = "; ".join(f"{reason}: {_names_list(names)}" for reason, names in exc.lost.items())
     with_token = f" with token {token}" if token is not None else ""
-    return f"job {lineage.printable(job_id)}{with_token} does not hold all its locks ({what})"
+    return f"job {printable(job_id)}{with_token} does not hold all its locks ({what})"
 
 
 def _stale(token: int, running: RunningJob) -> str:
@@ -392,45 +411,57 @@ def cmd_unlock(args: argparse.Namespace, c: Coordinator) -> int:
     if not args.inputs and not args.outputs:
         raise CliError("give the names to unlock: --input NAME (read locks) and/or --output NAME (write lock)",
                        USAGE)
-    check_names(args.inputs, "inputs")  # every name checked before anything is read
-    check_names(args.outputs, "outputs")
+    ins, outs = check_io(args.inputs, args.outputs)  # every name checked before anything is read
+    shown = {name: c.output_info(name) for name in dict.fromkeys(ins + outs)}
     plan = []
-    for name in args.inputs:
-        readers = c.output_info(name).readers
+    for name in ins:
+        info = shown[name]
+        readers = _unreadable(info, "readers") or ", ".join(fmt.who(r) for r in info.readers)
         if readers:
-            plan.append(f"  read locks on {lineage.printable(name)}: " + ", ".join(fmt.who(r) for r in readers))
-    for name in args.outputs:
-        lock = c.output_info(name).write_lock
+            plan.append(f"  read locks on {printable(name)}: {readers}")
+    for name in outs:
+        info = shown[name]
+        lock = _unreadable(info, "write_lock") or (fmt.who(info.write_lock) if info.write_lock else "")
         if lock:
-            plan.append(f"  write lock on {lineage.printable(name)}: {fmt.who(lock)}")
+            plan.append(f"  write lock on {printable(name)}: {lock}")
     if not plan:
         out("no locks held on these names; nothing changed\n")
         return OK
     confirm(args, "about to force-release (the holders are fenced out and write nothing):\n" + "\n".join(plan),
             "Release these locks?")
-    count = c.unlock(args.inputs, args.outputs)
+    try:
+        count = c.unlock(ins, outs, expected=shown.values())
+    except StateChanged as exc:
+        raise _changed(exc, "the locks") from None
     out(f"released {count} lock key{'s' if count != 1 else ''}; waiting jobs were woken\n")
     return OK
 
 
 def cmd_create(args: argparse.Namespace, c: Coordinator) -> int:
     writer = check_job_id(args.writer, "job id") if args.writer else f"jobs-core:create.{secrets.randbits(48)}"
-    check_names(args.outputs, "outputs")  # every name checked before anything is read
+    outputs = check_names(args.outputs, "outputs")  # every name checked before anything is read
     if args.output_ttl is not None:
         check_seconds(args.output_ttl, "output TTL", minimum=0.001)
+    shown = {name: c.output_info(name) for name in outputs}
     plan = []
-    for name in args.outputs:
-        info = c.output_info(name)
-        state = f"written by {lineage.printable(info.writer or '')}" if info.written else "not written"
-        if info.write_lock:
-            state += f"; its writer {fmt.who(info.write_lock)} will be fenced out"
+    for name, info in shown.items():
+        if "output" in info.unreadable:
+            state = f"its key is {_unreadable(info, 'output')}"
+        else:
+            state = f"written by {printable(info.writer or '')}" if info.written else "not written"
+        lock = _unreadable(info, "write_lock") or (fmt.who(info.write_lock) if info.write_lock else "")
+        if lock:
+            state += f"; its writer {lock} will be fenced out"
         if info.readers:
             state += "; being read by " + ", ".join(fmt.who(r) for r in info.readers)
-        plan.append(f"  {lineage.printable(name)} ({state})")
-    confirm(args, f"about to mark written, as job {lineage.printable(writer)}:\n" + "\n".join(plan),
+        plan.append(f"  {printable(name)} ({state})")
+    confirm(args, f"about to mark written, as job {printable(writer)}:\n" + "\n".join(plan),
             "Mark these outputs written?")
-    token = c.create_outputs(args.outputs, job_id=writer, ttl=args.output_ttl)
-    out(f"marked written by {lineage.printable(writer)} with token {token}: {_names_list(args.outputs)}\n")
+    try:
+        token = c.create_outputs(outputs, job_id=writer, ttl=args.output_ttl, expected=shown.values())
+    except StateChanged as exc:
+        raise _changed(exc, "the writers or write locks") from None
+    out(f"marked written by {printable(writer)} with token {token}: {_names_list(outputs)}\n")
     return OK
 
 
@@ -443,16 +474,17 @@ def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
         graph = lineage.traverse(graph, args.name, args.direction or lineage.BOTH, args.depth)
         if not graph.roots:
             bounds = " in that time range" if args.after is not None or args.before is not None else ""
-            folded = f" (looked up as {lineage.printable(graph.start or '')})" if graph.start != args.name else ""
-            err(f"jobs-core: no lineage recorded for {lineage.printable(args.name)}{folded}{bounds}")
+            folded = f" (looked up as {printable(graph.start or '')})" if graph.start != args.name else ""
+            err(f"jobs-core: no lineage recorded for {printable(args.name)}{folded}{bounds}")
             return NO
-    out(lineage.render(graph, args.format))
+    rendered = lineage.render(graph, args.format)
+    out(safe_json(rendered) if args.format == "json" else rendered)
     return OK
 
 
 def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
     tty = sys.stdout.isatty()
-    where = f"{hide_password(args.url)}, prefix {c.prefix!r}"
+    where = f"{printable(hide_password(args.url))}, prefix {c.prefix!r}"
     shown = 0
     try:
         while True:
@@ -460,7 +492,7 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
                 now = c.server_time()
                 body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs())
             except redis.RedisError as exc:
-                body = f"Redis error: {exc}; trying again in {secs(args.interval)}s\n"
+                body = f"Redis error: {describe_error(exc, args.url)}; trying again in {secs(args.interval)}s\n"
             head = f"jobs-core watch: {where}; every {secs(args.interval)}s, Ctrl-C to quit\n"
             out(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + head + body)
             shown += 1
@@ -483,8 +515,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
 
 
 def _fail(message: str, code: int) -> int:
-    err(f"jobs-core: {message}")
+    err(f"jobs-core: {printable(message)}")
     return code
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a message may quote job ids or hosts from Redis."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return printable(super().formatMessage(record))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -496,8 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = getattr(args, "json", False) or getattr(args, "format", "text") != "text"
     if machine and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")  # JSON, DOT and Mermaid are always UTF-8
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
-                        format="jobs-core: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("jobs-core: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     url = hide_password(args.url or "")
     try:
         return COMMANDS[args.command](args, coordinator(args))
@@ -514,9 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobsError as exc:
         return _fail(str(exc), NO)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"cannot reach Redis at {url}: {exc}", REDIS)
+        return _fail(f"cannot reach Redis at {url}: {describe_error(exc, args.url)}", REDIS)
     except redis.RedisError as exc:
-        return _fail(f"Redis at {url} refused: {exc}", REDIS)
+        return _fail(f"Redis at {url} refused: {describe_error(exc, args.url)}", REDIS)
     except KeyboardInterrupt:
         return _fail("interrupted", INTERRUPTED)
     except BrokenPipeError:

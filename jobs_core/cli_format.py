@@ -4,6 +4,10 @@ Pure functions (no I/O). The JSON documents are the command's stable,
 documented interface (README, "The jobs-core command"): every document has
 ``"version": 1``, times are epoch seconds of the Redis server's clock, and a
 field's meaning changes only with a new version.
+
+Every text from Redis (names, job ids, hosts, problems) goes through
+:func:`jobs_core.display.printable` in the text forms; the JSON forms keep it
+exact (the command writes them with unsafe characters as ``\\u`` escapes).
 """
 
 from __future__ import annotations
@@ -57,12 +61,18 @@ def who(holder: Holder) -> str:
     if holder.token is not None:
         facts.append(f"token {holder.token}")
     if holder.host:
-        facts.append(f"host {holder.host} pid {holder.pid}")
+        facts.append(f"host {printable(holder.host)} pid {holder.pid}")
+    if holder.problems:
+        facts.append("unreadable: " + "; ".join(printable(p) for p in holder.problems))
     return printable(holder.job_id) + (f" ({', '.join(facts)})" if facts else "")
 
 
 def _io_lines(inputs: Sequence[str], outputs: Sequence[str]) -> list[str]:
     return [f"  reads  {printable(n)}" for n in inputs] + [f"  writes {printable(n)}" for n in outputs]
+
+
+def _problem_lines(problems: Sequence[str]) -> list[str]:
+    return [f"  ! {printable(p)}" for p in problems]
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -74,16 +84,17 @@ def status_text(prefix: str, now: float, running: Sequence[RunningJob], waiting:
     lines = [head]
     for job in sorted(running, key=lambda j: j.job_id):
         lines += ["", f"running  {printable(job.job_id)}"]
-        if job.token is None:
+        if job.token is None and not job.problems:
             lines.append("  a jobs.py client's job (no token, host or pid recorded)")
         else:
-            lines.append(f"  token {job.token}, host {job.host} pid {job.pid}, started {when(job.started)}")
+            lines.append(f"  token {job.token}, host {printable(job.host)} pid {job.pid}, started {when(job.started)}")
         lines.append(f"  lease ends {until(job.expires, now)}")
-        lines += _io_lines(job.inputs, job.outputs)
+        lines += _io_lines(job.inputs, job.outputs) + _problem_lines(job.problems)
     for w in sorted(waiting, key=lambda w: w.job_id):
         lines += ["", f"waiting  {printable(w.job_id)}"]
-        lines.append(f"  host {w.host} pid {w.pid}, waiting since {when(w.since)}, gives up {until(w.deadline, now)}")
-        lines += _io_lines(w.inputs, w.outputs)
+        lines.append(f"  host {printable(w.host)} pid {w.pid}, waiting since {when(w.since)}, gives up "
+                     f"{until(w.deadline, now)}")
+        lines += _io_lines(w.inputs, w.outputs) + _problem_lines(w.problems)
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +125,8 @@ def info_text(info: OutputInfo) -> str:
         lines.append(f"  {'read locks' if i == 0 else '':<10}  {who(r)} until {until(r.expires, now)}")
     if info.waiters:
         lines.append(f"  waiting     {', '.join(printable(w) for w in info.waiters)}")
+    for i, problem in enumerate(info.problems):
+        lines.append(f"  {'unreadable' if i == 0 else '':<10}  {printable(problem)}")
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +144,7 @@ def blocker_text(b: Blocker, now: float) -> str:
         detail = f"being read by {who(h)} until {until(h.expires, now)}" if h else "being read"
     else:
         detail = f"held by {who(h)} until {until(h.expires, now)}" if h else ""
-    return f"  {b.reason:<14} {name}" + (f": {detail}" if detail else "")
+    return f"  {printable(b.reason):<14} {name}" + (f": {detail}" if detail else "")
 
 
 def report_text(report: BlockReport) -> str:
@@ -154,7 +167,7 @@ def holder_json(h: Holder | None, now: float) -> dict[str, Any] | None:
     if h is None:
         return None
     return {"job_id": h.job_id, "expires": h.expires, "left": None if h.expires is None else h.expires - now,
-            "token": h.token, "host": h.host, "pid": h.pid, "started": h.started}
+            "token": h.token, "host": h.host, "pid": h.pid, "started": h.started, "problems": list(h.problems)}
 
 
 def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter]) -> dict[str, Any]:
@@ -166,12 +179,13 @@ def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting:
         "running": [
             {"job_id": j.job_id, "inputs": list(j.inputs), "outputs": list(j.outputs), "expires": j.expires,
              "left": j.expires - now, "token": j.token, "host": j.host, "pid": j.pid, "started": j.started,
-             "client": "jobspy" if j.token is None else "jobs_core"}
+             "client": "jobspy" if j.token is None else "jobs_core",
+             "problems": list(j.problems)}
             for j in sorted(running, key=lambda j: j.job_id)
         ],
         "waiting": [
             {"job_id": w.job_id, "inputs": list(w.inputs), "outputs": list(w.outputs), "deadline": w.deadline,
-             "left": w.deadline - now, "host": w.host, "pid": w.pid, "since": w.since}
+             "left": w.deadline - now, "host": w.host, "pid": w.pid, "since": w.since, "problems": list(w.problems)}
             for w in sorted(waiting, key=lambda w: w.job_id)
         ],
     }
@@ -192,6 +206,7 @@ def info_json(info: OutputInfo) -> dict[str, Any]:
         "write_lock": holder_json(info.write_lock, info.now),
         "readers": [holder_json(r, info.now) for r in info.readers],
         "waiters": list(info.waiters),
+        "problems": list(info.problems),
     }
 
 

@@ -81,10 +81,15 @@ def handle_auto_shutdown() -> None:
     """Stop this process's jobs as failed at exit and on SIGTERM (jobs.py's opt-in form).
 
     The previous SIGTERM handler is kept and called afterwards; outside the
-    main thread only the exit hook is installed.
+    main thread only the exit hook is installed. A SIGTERM the process ignores
+    is left alone, as :func:`jobs_core.release_on_signal` does: the process
+    goes on running, so its jobs keep their locks.
     """
     _ensure_exit_hook()
     if _OLD_SIGNAL or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        _log().debug("SIGTERM is ignored by this process; not handling it")
         return
 
     def on_term(signum: int, frame: Any) -> None:
@@ -92,7 +97,7 @@ def handle_auto_shutdown() -> None:
         old = _OLD_SIGNAL[0]
         if callable(old):
             old(signum, frame)
-        elif old != signal.SIG_IGN:
+        else:
             raise SystemExit(128 + signum)
 
     _OLD_SIGNAL.append(signal.signal(signal.SIGTERM, on_term))

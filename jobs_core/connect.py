@@ -8,6 +8,12 @@
 ``redis+cluster://[[user]:password@]host:port[,host:port...]``         a Redis or Valkey Cluster
 =====================================================================  =========================
 
+A password holding ``/``, ``?``, ``#`` or ``@`` must be percent-encoded (``%2F``,
+``%3F``, ``%23``, ``%40``); a URL whose user part holds an unencoded ``/``, ``?``
+or ``#`` is refused, since part of the password would be read as the host.
+No error shows a password: URLs are shown through :func:`jobs_core.urls.hide_password`
+and redis-py's own texts reworded.
+
 ``rediss+sentinel://`` and ``rediss+cluster://`` are the TLS forms. Query
 parameters are client options, as redis-py reads them (``socket_timeout=5``,
 ``ssl_cert_reqs=none``, ``ssl_ca_certs=/path``...); keyword options override
@@ -31,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigurationError
 from .keys import Keys
-from .urls import hide_password
+from .urls import hide_password, parse_error, user_part_problem
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 
@@ -48,12 +54,15 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
         ConfigurationError: not a URL of those forms, or one redis-py refuses.
     """
     if not isinstance(url, str) or "://" not in url:
-        shown = hide_password(url) if isinstance(url, str) else url
-        raise ConfigurationError(f"bad Redis URL {shown!r}: a URL such as 'redis://localhost:6379/0' is needed")
+        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: a URL such as 'redis://localhost:6379/0' is "
+                                 "needed")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: unknown scheme {scheme!r}, use one of "
+        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: unknown scheme, use one of "
                                  + ", ".join(f"{s}://" for s in SCHEMES))
+    problem = user_part_problem(url)
+    if problem is not None:
+        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: {problem}")
     if asyncio:
         import redis.asyncio as redis_mod
     else:
@@ -68,7 +77,8 @@ def client_from_url(url: str, *, asyncio: bool = False, **options: Any) -> Any:
             return _sentinel_master(hosts, path, _with_retry(redis_mod, kwargs), asyncio)
         return _cluster(hosts, path, kwargs, asyncio)
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: {exc}") from None
+        # redis-py's text may quote part of the URL: only a reworded copy is shown, and no chained cause
+        raise ConfigurationError(f"bad Redis URL {hide_password(url)!r}: {parse_error(exc, url)}") from None
 
 
 def _with_retry(redis_mod: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ asyncio one.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -17,28 +16,37 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from .connect import client_from_url, close_client, is_cluster_url
-from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable
+from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable, StateChanged
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
 from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
-from .names import check_job_id, check_name, check_names, check_text
+from .names import check_io, check_job_id, check_name, check_names, check_text
 from .plan import CHECK, Plan, parse_start, parse_stop
 from .protocol import (
+    READ_BATCH,
+    Read,
     check_seconds,
+    create_expectation,
     holder_facts,
     output_info,
+    parse_read,
+    parse_repair,
     running_fields,
     running_job,
     server_time,
+    shown_state,
     split_io,
     text,
     to_ms,
+    unlock_expectation,
+    waiter,
 )
 from .scripts import ScanArgs, Scripts, argv
 from .steps import Batch, Call, Expect, Flow, Sleep, Watch, cmd, queue
@@ -200,9 +208,8 @@ class CoordinatorBase:
 
     def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Plan:
         """A plan for dry-run starts; job id "": no real job has it, so every lock counts as someone else's."""
-        return Plan(self.keys, "", check_names(inputs, "inputs"), check_names(outputs, "outputs"), lease=1.0,
-                    renews=False, overwrite=overwrite, history=False, output_ttl=None, host=self.host,
-                    pid=os.getpid(), publish=self.publish)
+        return Plan(self.keys, "", *check_io(inputs, outputs), lease=1.0, renews=False, overwrite=overwrite,
+                    history=False, output_ttl=None, host=self.host, pid=os.getpid(), publish=self.publish)
 
     def _report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
         """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
@@ -229,8 +236,8 @@ class CoordinatorBase:
         by_id = {h.job_id: h for h in holders}
         if not by_id:
             return {}
-        records = yield Batch([cmd("hgetall", self.keys.holder(i)) for i in by_id])
-        return {i: holder_facts(i, r, h.expires) for (i, h), r in zip(by_id.items(), records)}
+        reads = yield from self._read_flow([(self.keys.holder(i), "hash") for i in by_id])
+        return {i: holder_facts(i, r.value, h.expires) for (i, h), r in zip(by_id.items(), reads)}
 
     def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
         plan = self._check_plan(inputs, outputs, overwrite)
@@ -248,24 +255,20 @@ class CoordinatorBase:
         name = check_name(name)
         k = self.keys
         now = yield from self._now_flow()
-        value, pttl, facts, writer, wpttl, readers = yield Batch([
-            cmd("get", k.output(name)), cmd("pttl", k.output(name)), cmd("get", k.facts(name)),
-            cmd("get", k.olock(name)), cmd("pttl", k.olock(name)),
-            cmd("zrange", k.ilock(name), 0, -1, withscores=True),
-        ])
+        output, facts, lock, readers = yield from self._read_flow(
+            [(k.output(name), "string"), (k.facts(name), "string"), (k.olock(name), "string"), (k.ilock(name), "zset")])
         waiting = yield from self._waiting_flow()
         waiters = [w.job_id for w in waiting if name in w.inputs or name in w.outputs]
-        info = output_info(name, now, value, pttl, facts, writer, wpttl, readers, waiters)
+        info = output_info(name, now, output, facts, lock, readers, waiters)
         lock_holders = ([info.write_lock] if info.write_lock else []) + list(info.readers)
         if not lock_holders:
             return info
         facts_by_id = yield from self._holders_flow(lock_holders)
-        return OutputInfo(**{**info.__dict__,
-                             "write_lock": facts_by_id[info.write_lock.job_id] if info.write_lock else None,
-                             "readers": tuple(facts_by_id[r.job_id] for r in info.readers)})
+        return replace(info, write_lock=facts_by_id[info.write_lock.job_id] if info.write_lock else None,
+                       readers=tuple(facts_by_id[r.job_id] for r in info.readers))
 
     def _written_flow(self, names: Iterable[str]) -> Flow:
-        names = check_names(names, "names")
+        names = check_names(names, "names", limit=None)  # a read without a script: no limit
         if not names:
             return {}
         values = yield from self._get_many_flow([self.keys.output(n) for n in names])
@@ -323,45 +326,60 @@ class CoordinatorBase:
         live = yield from self._live_members_flow(self.keys.running)
         if not live:
             return []
-        rows = yield Batch([c for i, _ in live for c in (cmd("get", self.keys.job(i)),
-                                                          cmd("hgetall", self.keys.holder(i)))])
-        jobs = (running_job(i, s, rows[2 * n], rows[2 * n + 1]) for n, (i, s) in enumerate(live))
+        reads = yield from self._read_flow([r for i, _ in live for r in ((self.keys.job(i), "string"),
+                                                                         (self.keys.holder(i), "hash"))])
+        jobs = (running_job(i, s, reads[2 * n].value, reads[2 * n + 1].value) for n, (i, s) in enumerate(live))
         return [j for j in jobs if j is not None]
 
     def _waiting_flow(self) -> Flow:
         live = yield from self._live_members_flow(self.keys.waiting)
         if not live:
             return []
-        records = yield from self._get_many_flow([self.keys.waiter(i) for i, _ in live])
-        out = []
-        for (_, alive), raw in zip(live, records):
-            if raw is None:
-                continue
-            rec = json.loads(text(raw))
-            names, nin = rec.get("names", []), int(rec.get("nin", 0))
-            out.append(Waiter(rec.get("id", ""), tuple(names[:nin]), tuple(names[nin:]),
-                              float(rec.get("deadline", alive)), rec.get("host"), rec.get("pid"),
-                              float(rec["since"]) if rec.get("since") else None))
-        return out
+        reads = yield from self._read_flow([(self.keys.waiter(i), "string") for i, _ in live])
+        waiters = (waiter(member, alive, r.value) for (member, alive), r in zip(live, reads))
+        return [w for w in waiters if w is not None]
 
-    def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str]) -> Flow:
-        ins, outs = check_names(inputs, "inputs"), check_names(outputs, "outputs")
+    def _unlock_flow(self, inputs: Iterable[str], outputs: Iterable[str], expected: Any = None) -> Flow:
+        ins, outs = check_io(inputs, outputs)
+        shown = shown_state(expected, ins + outs, "names to unlock")
         keys = [self.keys.token, self.keys.op(secrets.token_hex(8))]
         keys += [self.keys.ilock(n) for n in ins] + [self.keys.olock(n) for n in outs]
-        deleted, _ = yield Call("unlock", keys, [self.publish, self.keys.channel, "\n".join(ins + outs)])
+        args = [self.publish, self.keys.channel, "\n".join(ins + outs), len(ins) + len(outs), len(ins), 0]
+        if shown is not None:
+            holder_keys, compare = unlock_expectation(self.keys, ins, outs, shown)
+            keys += holder_keys
+            args[-1] = 1
+            args += compare
+        done, values = parse_repair((yield Call("unlock", keys, args)))
+        if not done:
+            changed = tuple(dict.fromkeys((ins + outs)[i - 1] for i in values))
+            raise StateChanged(changed, "nothing was unlocked: the locks on " + ", ".join(map(repr, changed))
+                               + " are no longer held by the holders shown (another job took, released or "
+                               "renewed them)")
         yield from self._scan_flow(ins + outs)
-        return int(deleted)
+        return values[0]
 
-    def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None) -> Flow:
+    def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None, expected: Any = None) -> Flow:
         outs = check_names(outputs, "outputs")
         ttl = self.output_ttl if ttl is None else check_seconds(ttl, "ttl", minimum=0.001)
+        shown = shown_state(expected, outs, "outputs")
         keys = [self.keys.token, self.keys.op(secrets.token_hex(8))]
         for n in outs:
             keys += (self.keys.output(n), self.keys.olock(n), self.keys.facts(n))
-        args = [job_id, 0 if ttl is None else to_ms(ttl), self.publish, self.keys.channel, "\n".join(outs)]
-        token = int((yield Call("create", keys, args)))
+        args = [job_id, 0 if ttl is None else to_ms(ttl), self.publish, self.keys.channel, "\n".join(outs),
+                len(outs), 0]
+        if shown is not None:
+            holder_keys, compare = create_expectation(self.keys, outs, shown)
+            keys += holder_keys
+            args[-1] = 1
+            args += compare
+        done, values = parse_repair((yield Call("create", keys, args)))
+        if not done:
+            changed = tuple(dict.fromkeys(outs[i - 1] for i in values))
+            raise StateChanged(changed, "nothing was created: " + ", ".join(map(repr, changed)) + " no longer "
+                               "has the writer or write lock shown (another job wrote or locked it meanwhile)")
         yield from self._scan_flow(outs)
-        return token
+        return values[0]
 
     def _scan_flow(self, names: Iterable[str]) -> Flow[None]:
         """After a repair changed ``names``: start the waiters this lets run, and tell them (scan.lua)."""
@@ -372,6 +390,16 @@ class CoordinatorBase:
         ins, outs = yield Batch([cmd("zrangebyscore", self.keys.graph_input, low, high),
                                  cmd("zrangebyscore", self.keys.graph_output, low, high)])
         return clean_edges(ins), clean_edges(outs)
+
+    def _read_flow(self, keys: list[tuple[str, str]]) -> Flow:
+        """``[Read]`` of ``(key, kind)`` pairs through read.lua, a bounded batch per call: a key of
+        another type than ``kind`` reads as :class:`jobs_core.protocol.Malformed`, not an error."""
+        out: list[Read] = []
+        for first in range(0, len(keys), READ_BATCH):
+            batch = keys[first:first + READ_BATCH]
+            reply = yield Call("read", [k for k, _ in batch], [kind for _, kind in batch])
+            out += [parse_read(r, kind) for r, (_, kind) in zip(reply, batch)]
+        return out
 
 
 class Coordinator(CoordinatorBase):
@@ -577,24 +605,45 @@ class Coordinator(CoordinatorBase):
         """Jobs of the namespace waiting to start (jobs_core jobs; jobs.py does not record waits)."""
         return self.run(self._waiting_flow())
 
-    def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> int:
+    def unlock(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *,
+               expected: Iterable[OutputInfo] | None = None) -> int:
         """Force-release read locks on ``inputs`` and write locks on ``outputs`` (a repair).
 
         jobs_core holders are fenced out (they find the locks lost and write
         nothing); a jobs.py holder would take a lost write lock back at its next
         refresh and write anyway. Waiters are woken. Returns how many lock keys
         existed.
-        """
-        return self.run(self._unlock_flow(inputs, outputs))
 
-    def create_outputs(self, outputs: Iterable[str], job_id: str | None = None, ttl: float | None = None) -> int:
+        ``expected`` makes the release act only on the state that was shown:
+        the :meth:`output_info` of every name, as shown to whoever decided. The
+        locks are released only if each input's live readers and each output's
+        writer are still exactly those holders (same job ids, same starts by
+        fencing token; a lock shown free must still be free); otherwise nothing
+        changes and :class:`StateChanged` says which names changed. At most
+        :data:`jobs_core.MAX_NAMES` names.
+
+        Raises:
+            StateChanged: with ``expected``, the locks are no longer as shown.
+        """
+        return self.run(self._unlock_flow(inputs, outputs, expected))
+
+    def create_outputs(self, outputs: Iterable[str], job_id: str | None = None, ttl: float | None = None, *,
+                       expected: Iterable[OutputInfo] | None = None) -> int:
         """Mark ``outputs`` written without running a job (a repair); returns the fencing token.
 
         A current writer of any of them is fenced out. ``job_id`` is recorded as
         the writer (default ``<file>:<function>.<random>`` of the caller).
+        ``expected`` (the :meth:`output_info` of every output, as shown) makes
+        it act only if each output is still written by the same job (or still
+        not written) and write-locked by the same start (or still not locked);
+        otherwise nothing changes and :class:`StateChanged` is raised. At most
+        :data:`jobs_core.MAX_NAMES` outputs.
+
+        Raises:
+            StateChanged: with ``expected``, an output's writer or write lock is no longer as shown.
         """
         job_id = check_job_id(job_id, "job id") if job_id is not None else new_job_id(caller_name(1))
-        return self.run(self._create_flow(outputs, job_id, ttl))
+        return self.run(self._create_flow(outputs, job_id, ttl, expected))
 
     def edges(self, before: Any = None, after: Any = None) -> tuple[list[str], list[str]]:
         """Lineage edges last seen in the time range: ``(["input -> job"...], ["job -> output"...])``."""

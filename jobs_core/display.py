@@ -8,10 +8,14 @@ newline forge a log line, a bidirectional override reorder what is read.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 #: C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: The same without C0 controls, which ``json.dumps`` already escapes inside strings (outside, they are its layout).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -25,3 +29,23 @@ def printable(text: object) -> str:
     A backslash stays as it is: the result is for reading, not for parsing back.
     """
     return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def json_text(document: Any, indent: int | None = 2) -> str:
+    """``document`` as JSON that a terminal shows as it is: non-ASCII text stays readable, and
+    every unsafe character (see :func:`printable`) is a ``\\uNNNN`` escape, which JSON
+    readers turn back into the same character."""
+    return safe_json(json.dumps(document, ensure_ascii=False, indent=indent))
+
+
+def safe_json(text: str) -> str:
+    """JSON ``text`` with every unsafe character written as a ``\\uNNNN`` escape.
+
+    Outside strings JSON has only ASCII punctuation, digits, letters and layout
+    whitespace, so this changes strings alone and keeps what they mean.
+    """
+    return _UNSAFE_IN_JSON.sub(_json_escape, text)

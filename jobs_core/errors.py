@@ -71,3 +71,15 @@ class LockLost(JobsError):
 
 class CoordinatorClosed(JobsError, RuntimeError):
     """The coordinator was closed while a job waited to start."""
+
+
+class StateChanged(JobsError, RuntimeError):
+    """A repair given the state it showed (``expected=``) found that state changed and did nothing.
+
+    ``names`` are those whose locks (or, for ``create_outputs``, writer) are no
+    longer as shown: another job took, released or renewed them meanwhile.
+    """
+
+    def __init__(self, names: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.names = names

@@ -1,9 +1,16 @@
-"""Plain records returned by the coordinators: who holds, waits on or wrote what."""
+"""Plain records returned by the coordinators: who holds, waits on or wrote what.
+
+Their text comes from Redis, written by whoever shares it: ``problems`` lists
+what could not be read (a malformed record is shown as far as it can be, never
+fatal), and :meth:`Blocker.describe` escapes what it quotes.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+
+from .display import printable
 
 
 def _when(epoch: float | None) -> str:
@@ -25,6 +32,8 @@ class Holder:
     host: str | None = None
     pid: int | None = None
     started: float | None = None
+    #: What could not be read from its holder record (malformed fields), one message each.
+    problems: tuple[str, ...] = ()
 
     @property
     def publishes(self) -> bool:
@@ -41,12 +50,17 @@ class Blocker:
     holder: Holder | None = None
 
     def describe(self) -> str:
-        text = f"{self.reason}: {self.name!r}"
+        """One line for people and logs: reason, name, holder (id, host, pid) and until when.
+
+        Names, ids and hosts come from Redis: control and bidirectional
+        characters are shown escaped (:func:`jobs_core.display.printable`).
+        """
+        text = f"{printable(self.reason)}: {printable(repr(self.name))}"
         if self.holder is None:
             return text
-        who = self.holder.job_id
+        who = printable(self.holder.job_id)
         if self.holder.host:
-            who += f" on {self.holder.host} pid {self.holder.pid}"
+            who += f" on {printable(self.holder.host)} pid {self.holder.pid}"
         if self.reason == "output_exists":
             return f"{text} (written by {who})"
         return f"{text} (held by {who} until {_when(self.holder.expires)})"
@@ -86,6 +100,12 @@ class OutputInfo:
     write_lock: Holder | None = None
     readers: tuple[Holder, ...] = ()
     waiters: tuple[str, ...] = field(default=())
+    #: What could not be read (a key of the wrong type, malformed facts), one message each.
+    problems: tuple[str, ...] = ()
+    #: Which parts were unreadable, among ``"output"``, ``"facts"``, ``"write_lock"`` and
+    #: ``"readers"``: a repair given this record as what it showed (``expected=``) expects
+    #: them still unreadable.
+    unreadable: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,8 @@ class RunningJob:
     started: float | None = None
     lease: float | None = None
     output_ttl: float | None = None
+    #: What could not be read from its records (malformed names list or holder record).
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,8 @@ class Waiter:
     host: str | None = None
     pid: int | None = None
     since: float | None = None
+    #: What could not be read from its waiting record.
+    problems: tuple[str, ...] = ()
 
 
 def group_reasons(blockers: tuple[Blocker, ...] | list[Blocker]) -> dict[str, list[str]]:

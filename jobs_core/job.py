@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker
 from .keys import Keys
-from .names import check_job_id, check_names, fold
+from .names import check_io, check_job_id, fold
 from .plan import Plan, StopReply, parse_refresh, parse_stop
 from .protocol import FAILED, WRITTEN, check_seconds
 from .steps import Call, Flow
@@ -84,8 +84,7 @@ class JobBase:
         history: bool = UNSET,
         _depth: int = 2,
     ) -> None:
-        self.inputs = check_names(inputs, "inputs")
-        self.outputs = check_names(outputs, "outputs")
+        self.inputs, self.outputs = check_io(inputs, outputs)
         self.duration: float = check_seconds(duration, "duration", minimum=0.001)  # type: ignore[assignment]
         self.wait: float = check_seconds(wait or 0, "wait")  # type: ignore[assignment]
         if heartbeat is True:

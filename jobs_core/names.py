@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import InvalidName, InvalidNameType
+from .errors import InvalidArgument, InvalidName, InvalidNameType
 
 #: The separator of lineage edges (``"<input> -> <job>"``); no name may contain it.
 ARROW = " -> "
@@ -17,6 +17,10 @@ ARROW = " -> "
 RESERVED_PREFIXES = ("jobs:", "ilock:", "olock:")
 #: Longest name accepted, in UTF-8 bytes.
 MAX_NAME_BYTES = 1024
+#: Most names one job may have (inputs and outputs together), and one ``unlock`` or
+#: ``create_outputs`` may name: a script touches a few keys per name while the whole
+#: server waits for it, so this bounds the pause (about 10 ms on a 2020s machine).
+MAX_NAMES = 1000
 #: Digits runs folded by lineage so day-partitioned runs share one graph node.
 EDGE_RE = re.compile("[0-9][0-9-]*")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -102,11 +106,42 @@ def check_name(value: Any) -> str:
     return name
 
 
-def check_names(values: Any, what: str) -> tuple[str, ...]:
-    """Validate a list of names, dropping repeats but keeping the first order."""
+def check_names(values: Any, what: str, *, limit: int | None = MAX_NAMES) -> tuple[str, ...]:
+    """Validate a list of names, dropping repeats but keeping the first order.
+
+    ``limit`` (:data:`MAX_NAMES` unless None, for reads that send no script)
+    is checked as the names are read, so an endless iterable is refused too.
+
+    Raises:
+        InvalidNameType: not a list, tuple or set (a single ``str`` is refused), or a name not a ``str``.
+        InvalidName: a bad name (see :func:`check_name`).
+        InvalidArgument: more than ``limit`` names.
+    """
     if isinstance(values, (str, bytes, NG)) or not isinstance(values, Iterable):
         raise InvalidNameType(values, f"{what} must be a list, tuple or set of names, not {type(values).__name__}")
-    return tuple(dict.fromkeys(check_name(v) for v in values))
+    names: dict[str, None] = {}
+    for value in values:
+        names[check_name(value)] = None
+        if limit is not None and len(names) > limit:
+            raise InvalidArgument(_too_many(what, f"more than {limit}"))
+    return tuple(names)
+
+
+def check_io(inputs: Any, outputs: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Validate a job's inputs and outputs (:func:`check_names`), at most :data:`MAX_NAMES` together.
+
+    Raises:
+        InvalidArgument: more names than that, or a bad list or name.
+    """
+    ins, outs = check_names(inputs, "inputs"), check_names(outputs, "outputs")
+    if len(ins) + len(outs) > MAX_NAMES:
+        raise InvalidArgument(_too_many("inputs and outputs", f"{len(ins) + len(outs)} ({len(ins)} + {len(outs)})"))
+    return ins, outs
+
+
+def _too_many(what: str, count: str) -> str:
+    return (f"{what}: {count} names, but one call may name at most {MAX_NAMES} (inputs and outputs together), "
+            "so that no script holds up the Redis server for long; split the work into several jobs")
 
 
 def fold(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from . import protocol
 
-NAMES = ("start", "stop", "leave", "refresh", "scan", "time", "unlock", "create")
+NAMES = ("start", "stop", "leave", "refresh", "scan", "time", "unlock", "create", "read")
 #: Scripts that run on top of lib.lua (every key derived from KEYS[1], the namespace's jobs:running).
 ON_LIB = frozenset({"start", "stop", "leave", "refresh", "scan", "time"})
 

@@ -360,6 +360,47 @@ def test_other_bad_arguments(ctx, unchanged, call, error, words):
     expect(ctx, "other arguments", str(call), lambda: call(ctx), error, words)
 
 
+# -- repairs: the state they were shown (expected=), and the names limit -------------------------------
+
+#: ``expected`` values that are not the OutputInfo records of every name (filled in by the test).
+BAD_EXPECTED = ["not records", "one record", "a str", "records of other names", "mixed"]
+
+
+@pytest.mark.parametrize("case", BAD_EXPECTED)
+def test_bad_expected_states(ctx, unchanged, case):
+    c, ac = ctx.c, ctx.ac
+    info = jobs_core.OutputInfo("other", 0.0, False)
+    bad, error, words = {
+        "not records": (42, InvalidType, "list of OutputInfo"),
+        "one record": (info, InvalidType, "list of OutputInfo"),
+        "a str": ("held", InvalidType, "list of OutputInfo"),
+        "records of other names": ([info], InvalidArgument, "no OutputInfo for 'held'"),
+        "mixed": ([info, {"name": "held"}], InvalidType, "OutputInfo records, not dict"),
+    }[case]
+    for where, call in {
+        "Coordinator.unlock": lambda: c.unlock(outputs=["held"], expected=bad),
+        "Coordinator.create_outputs": lambda: c.create_outputs(["held"], expected=bad),
+        "AsyncCoordinator.unlock": lambda: ac.unlock(["held"], expected=bad),
+        "AsyncCoordinator.create_outputs": lambda: ac.create_outputs(["held"], expected=bad),
+    }.items():
+        expect(ctx, "expected states", where, call, error, words)
+
+
+def test_too_many_names(ctx, unchanged):
+    c, ac = ctx.c, ctx.ac
+    names = [f"n.{i}" for i in range(jobs_core.MAX_NAMES + 1)]
+    half = names[: jobs_core.MAX_NAMES // 2 + 1]
+    other = [f"m.{i}" for i in range(jobs_core.MAX_NAMES // 2)]
+    for where, call in {
+        "Coordinator.job": lambda: c.job(half, other),
+        "AsyncCoordinator.job": lambda: ac.job(names, []),
+        "Coordinator.unlock": lambda: c.unlock(half, other),
+        "Coordinator.create_outputs": lambda: c.create_outputs(names),
+        "AsyncCoordinator.why_blocked": lambda: ac.why_blocked([], names),
+    }.items():
+        expect(ctx, "too many names", where, call, InvalidArgument, f"at most {jobs_core.MAX_NAMES}")
+
+
 # -- jobs: tokens, leases, state -----------------------------------------------------------------------
 
 BAD_TOKENS = [0, -1, True, "1", 1.5, None, 2**70 * 1.0]

@@ -215,13 +215,14 @@ def test_status_lists_running_and_waiting_jobs(mode_cli: Cli) -> None:
     assert doc["version"] == 1 and doc["prefix"] == cli.prefix
     [job] = doc["running"]
     assert set(job) == {"job_id", "inputs", "outputs", "expires", "left", "token", "host", "pid", "started",
-                        "client"}
+                        "client", "problems"}
+    assert job["problems"] == []
     assert job["job_id"] == "transform" and job["token"] == running.token and job["client"] == "jobs_core"
     assert job["inputs"] == ["raw.events.2026-11-27"] and job["outputs"] == ["clean.ünï \"q\""]
     assert job["pid"] == os.getpid() and 25 < job["left"] <= 30
     assert abs(job["expires"] - doc["server_time"] - job["left"]) < 1e-6
     [wait] = doc["waiting"]
-    assert set(wait) == {"job_id", "inputs", "outputs", "deadline", "left", "host", "pid", "since"}
+    assert set(wait) == {"job_id", "inputs", "outputs", "deadline", "left", "host", "pid", "since", "problems"}
     assert wait["job_id"] == "late" and wait["outputs"] == ["clean.ünï \"q\""] and 0 < wait["left"] <= 20
     assert text.code == 0
     assert "1 running, 1 waiting" in text.out and "running  transform\n" in text.out
@@ -238,7 +239,8 @@ def test_show(mode_cli: Cli) -> None:
     text = cli.run("show", "report.day")
     reader.stop()
     assert set(doc) == {"version", "name", "server_time", "written", "writer", "written_at", "token", "ttl",
-                        "forced", "write_lock", "readers", "waiters"}
+                        "forced", "write_lock", "readers", "waiters", "problems"}
+    assert doc["problems"] == [] and doc["readers"][0]["problems"] == []
     assert doc["written"] is True and doc["writer"] == "writer" and doc["token"] == writer.token
     assert 590 < doc["ttl"] <= 600 and doc["forced"] is False and doc["write_lock"] is None
     assert [r["job_id"] for r in doc["readers"]] == ["reader"]

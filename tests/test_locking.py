@@ -397,19 +397,19 @@ def test_resume_takes_over_a_start_made_elsewhere(make_coordinator, client, pref
 
 
 def test_jobs_with_many_names(coordinator, client, prefix):
-    """Past the scripts' batching sizes (500 edges, 250 outputs per MSET)."""
+    """Past the scripts' batching sizes (500 edges, 250 outputs per MSET), within MAX_NAMES (1000) in all."""
     def letters(i):  # digit-free, so lineage keeps every name apart
         return "".join(chr(97 + int(d)) for d in str(i))
 
-    inputs = [f"in.{letters(i)}" for i in range(600)]
-    outputs = [f"out.{letters(i)}" for i in range(600)]
+    inputs = [f"in.{letters(i)}" for i in range(501)]
+    outputs = [f"out.{letters(i)}" for i in range(499)]
     coordinator.create_outputs(inputs)
     with coordinator.job(inputs, outputs, duration=10) as job:
         assert client.zcard(prefix + "ilock:" + inputs[-1]) == 1
     assert all(text(v) == job.id for v in client.mget([prefix + o for o in outputs]))
     assert coordinator.output_info(outputs[-1]).token == job.token
     ins, outs = coordinator.edges()
-    assert len(ins) == 600 and len(outs) == 600
+    assert len(ins) == 501 and len(outs) == 499
 
 
 def test_stop_job_from_another_process(make_coordinator, client, prefix):

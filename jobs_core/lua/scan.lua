@@ -5,6 +5,7 @@
 -- return the number of names looked at
 OUTBOX.publish = ARGV[1]
 local names = names_from(2)
+OUTBOX.names = names
 scan_names(names)
 flush()
 return #names
