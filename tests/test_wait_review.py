@@ -252,6 +252,64 @@ def test_a_waiter_second_in_another_line_does_not_keep_a_free_name_idle(server, 
         c.close()
 
 
+def test_a_waiter_behind_32_waiters_that_cannot_run_gets_a_free_name(server, prefix):
+    """32 writers wait for x and for "busy" (held by a long job): each is passable on x. A 33rd
+    waiter W needs only x. When x's holder stops, scan() passes the 32 and, having looked at
+    SCAN_MAX entries, nudges the 33rd (W) to look for itself; W's try then runs line(), which sees
+    32 entries and keeps W behind the 32nd. W never gets the free x while 32 waiters that cannot
+    run stand before it (with 31 it does), and x stays idle.
+
+    Expected: W starts when x is released.
+    """
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    busy = c.job([], ["busy"], duration=30).start()
+    holder = c.job([], ["x"], duration=30).start()
+    for i in range(32):
+        register_waiter(c, c.job([], ["x", "busy"], duration=30, job_id=f"blocked.{i}"), f"nonce-{i}", 20)
+    waiter = c.job([], ["x"], duration=30, wait=2.5)
+    t, out = in_thread(waiter.start)
+    until(lambda: len(c.waiting_jobs()) == 33)
+    holder.stop()
+    t.join(5)
+    try:
+        assert out and out[0] is waiter, f"start() gave {out!r}"
+    finally:
+        if waiter.is_running:
+            waiter.stop()
+        busy.stop()
+        c.close()
+
+
+def test_a_reservation_does_not_wait_for_the_job_it_waits_on(server, prefix):
+    """A (writes o and y) waits: y is written by L. M, a newcomer writing o, passes A (A cannot run
+    while L holds y), so M is a passer. L stops: y is now kept for A, which waits only for a passer
+    (M). M then needs to read y: a Luigi task's dynamic dependency (LockSet.add_inputs), or any job
+    taking a second lock while it holds the first. M's reader waits behind A, A waits for M, M waits
+    for its reader: a deadlock, broken only by the reader's wait running out (M then fails).
+
+    Expected: M's reader starts: a name is not kept idle for a head that waits only for passers,
+    against those passers themselves (here: jobs of M's process), since the passer hold the bound
+    counts on cannot end before they run.
+    """
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    c.create_outputs(["y"])
+    writer_of_y = c.job([], ["y"], duration=30).start()
+    head = c.job([], ["o", "y"], duration=30, wait=10)
+    t, out = in_thread(head.start)
+    until(lambda: c.waiting_jobs())
+    main = c.job([], ["o"], duration=30).start()  # passes the head: a passer
+    writer_of_y.stop()  # y is free, and kept for the head, which waits only for "main"
+    try:
+        with c.job(["y"], [], duration=30, wait=1.5):  # main's dynamic dependency
+            pass
+    finally:
+        main.stop(failed=True)
+        t.join(5)
+        if head.is_running:
+            head.stop(failed=True)
+        c.close()
+
+
 # -- hostile or odd input ------------------------------------------------------------------------------------
 
 
