@@ -7,6 +7,7 @@ the code as reviewed (commit 2ffcb69): each one is a bug report with its proof.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -115,6 +116,42 @@ def test_a_waiter_that_becomes_blocked_by_its_own_id_is_woken_when_that_start_st
     assert took < 1.0, f"the waiter started {took:.2f}s after the start blocking it stopped"
     waiter.stop()
     c.close()
+
+
+def test_the_line_of_a_job_id_does_not_stop_at_a_first_that_cannot_run(server, prefix):
+    """Two starts of job id "J" wait while a third start of "J" runs: W1 (writes x, which H holds)
+    and W2 (writes y, free), both in jobs:idqueue:J, W1 first. When the running start stops, the
+    id's line is scanned, but scan() with no name returns at its first entry whatever blocks it
+    ("only its first may run"): W1, blocked by x, keeps W2 out although the id is free and W2 could
+    run. W2 sleeps until its next look (up to 10 s; here its deadline).
+
+    Expected: as in the lines of names, a first that cannot run for another reason is passed: W2
+    starts when the running start of "J" stops.
+    """
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    running = c.job([], ["z"], duration=30, job_id="J").start()
+    first = c.job([], ["x"], duration=30, wait=4, job_id="J")
+    t1, out1 = in_thread(first.start)
+    until(lambda: len(c.waiting_jobs()) == 1)
+    second = c.job([], ["y"], duration=30, wait=4, job_id="J")
+    t2, out2 = in_thread(second.start)
+    until(lambda: len(c.waiting_jobs()) == 2)
+    t0 = time.monotonic()
+    running.stop()
+    t2.join(5)
+    took = time.monotonic() - t0
+    try:
+        assert out2 and out2[0] is second
+        assert took < 1.0, f"W2 started {took:.2f}s after the id was free"
+    finally:
+        if second.is_running:
+            second.stop()
+        holder.stop()
+        t1.join(5)
+        if first.is_running:
+            first.stop()
+        c.close()
 
 
 # -- grants: the lease a granted start gets, and knows it has ---------------------------------------------
@@ -589,3 +626,39 @@ def test_release_on_signal_does_not_hand_the_locks_to_a_wait_of_the_dying_proces
         if proc.poll() is None:
             proc.kill()
         client.delete(prefix + "olock:x")
+
+
+# -- the listener -------------------------------------------------------------------------------------------
+
+
+def test_an_async_listener_task_that_was_cancelled_is_started_again(server, prefix):
+    """An application's shutdown path cancels every other task of its event loop (a common
+    pattern), then goes on using its AsyncCoordinator. The listener task is among the cancelled: it
+    ends, but AsyncListener keeps it as its _task (and _ready stays set), so neither register() nor
+    registered() starts a new one. Every later wait of that coordinator registers on a listener that
+    no longer exists, hears no grant, and learns of its start only at its next look: its deadline
+    here, up to 10 s in general, while the lock granted to it sits unused.
+
+    Expected: a listener task that is done is replaced: the wait is woken by its grant at once.
+    """
+    async def main() -> float:
+        c = jobs_core.AsyncCoordinator(server.async_client(), prefix, poll=30)
+        loop = asyncio.get_running_loop()
+        holder = await c.job([], ["x"], duration=30).start()
+        loop.call_later(0.2, lambda: asyncio.ensure_future(holder.stop()))
+        await (await c.job([], ["x"], duration=30, wait=5).start()).stop()  # the listener is up
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.sleep(0.1)
+        holder = await c.job([], ["x"], duration=30).start()
+        loop.call_later(0.3, lambda: asyncio.ensure_future(holder.stop()))
+        t0 = time.monotonic()
+        job = await c.job([], ["x"], duration=30, wait=3).start()
+        took = time.monotonic() - t0
+        await job.stop()
+        await c.aclose()
+        return took
+
+    took = asyncio.run(main())
+    assert took < 1.0, f"the grant was seen {took:.2f}s after the wait began (the release came at 0.3 s)"
