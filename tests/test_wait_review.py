@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import jobs_core
-from jobs_core import CoordinatorClosed
+from jobs_core import CoordinatorClosed, ResourceUnavailable
 from jobs_core.protocol import text
 from jobs_core.steps import Call, Expect
 
@@ -286,6 +286,33 @@ def test_a_waiter_second_in_another_line_does_not_keep_a_free_name_idle(server, 
         c.job([], ["n"], duration=5).start().stop()
     finally:
         q.stop()
+        c.close()
+
+
+def test_new_readers_wait_behind_a_waiting_writer_that_also_reads_the_name(server, prefix):
+    """An in-place update: a job reading and writing the same table x (inputs ["x"], outputs ["x"]).
+    It waits for x's current reader. line() and behind() judge compatibility from index_of(e, n),
+    the first index of n in e's names: the input one, so a waiting job that also writes x counts as
+    a reader of x, and new readers pass it. Readers relaying on x then keep it out for good, the
+    starvation writer preference was meant to end.
+
+    Expected: as for any waiting writer of x, a new reader of x is refused (input_queued).
+    """
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    c.create_outputs(["x"])
+    reader = c.job(["x"], [], duration=30).start()
+    updater = c.job(["x"], ["x"], duration=30, wait=20)
+    t, out = in_thread(updater.start)
+    until(lambda: c.waiting_jobs())
+    try:
+        with pytest.raises(ResourceUnavailable) as e:
+            c.job(["x"], [], duration=5).start().stop()
+        assert e.value.args[0] == {"input_queued": ["x"]}
+    finally:
+        reader.stop()
+        t.join(5)
+        if updater.is_running:
+            updater.stop()
         c.close()
 
 
