@@ -154,6 +154,49 @@ def test_the_line_of_a_job_id_does_not_stop_at_a_first_that_cannot_run(server, p
         c.close()
 
 
+def test_more_than_scan_max_readers_behind_a_writer_are_all_started_when_it_stops(server, prefix):
+    """40 readers wait behind a writer of x (a daily table read by many jobs). Its stop scans x's
+    line: it grants the first 32 (SCAN_MAX) readers together, then nudges "the next one" to look
+    for itself, fetched as ZRANGE q 32 32. But the 32 granted have just left the line, so index 32
+    is now past the end (or, in a longer line, 32 places too far): nobody is nudged, and readers
+    33 to 40 sleep until their next look, the writer's lease or 10 s later.
+
+    Expected: every reader is started within moments of the writer's stop (the 33rd is nudged, and
+    its own start lets the rest in, as start.lua does for a reader that waited).
+    """
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    c.create_outputs(["x"])
+    writer = c.job([], ["x"], duration=30).start()
+    started: list[float] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            with c.job(["x"], [], duration=30, wait=20):
+                started.append(time.monotonic())
+                done.wait(10)
+        except CoordinatorClosed:
+            pass  # the test ended before its turn
+
+    threads = [threading.Thread(target=read, daemon=True) for _ in range(40)]
+    for t in threads:
+        t.start()
+    until(lambda: len(c.waiting_jobs()) == 40, 20)
+    t0 = time.monotonic()
+    writer.stop()
+    deadline = time.monotonic() + 3
+    while len(started) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert len(started) == 40, f"{len(started)} of 40 readers started within 3 s of the writer's stop"
+        assert max(started) - t0 < 1.0
+    finally:
+        done.set()
+        c.close()  # readers still waiting give up
+        for t in threads:
+            t.join(5)
+
+
 # -- grants: the lease a granted start gets, and knows it has ---------------------------------------------
 
 
