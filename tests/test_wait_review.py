@@ -255,6 +255,29 @@ def test_a_grant_near_the_waiters_deadline_gives_a_usable_lease(server, prefix):
     assert lease > 29_000, f"granted a lease of {lease} ms for a job asking 30 s"
 
 
+def test_a_waiter_without_heartbeat_that_died_does_not_get_its_whole_lease(server, prefix):
+    """A process waiting for x with heartbeat=False and a one-hour lease is killed (OOM, SIGKILL)
+    right after its last try; its place stays alive 30 s. A release within those 30 s grants it x
+    directly with its full lease, since grant_lease() shortens only the leases of jobs that renew:
+    x is then locked for an hour by a process that never ran the job. (A renewing waiter gets at
+    most what is left of its 30 s, tests/test_waiting.py checks it; jobs.py, which has no grants,
+    never locks anything for a dead waiter.)
+
+    Expected: a waiter that cannot be given a short lease is not granted blind: it is nudged to
+    look again and takes x with its own try (one round trip), or gets at most its liveness window.
+    """
+    client = server.client()
+    c = jobs_core.Coordinator(server.client(), prefix, poll=30)
+    holder = c.job([], ["x"], duration=30).start()
+    dead = c.job([], ["x"], duration=3600, heartbeat=False, job_id="dead.waiter")
+    register_waiter(c, dead, "nonce-dead", 600)  # then the process died
+    holder.stop()
+    owner, lease = client.get(prefix + "olock:x"), client.pttl(prefix + "olock:x")
+    client.delete(prefix + "olock:x")
+    c.close()
+    assert owner is None or lease <= 30_000, f"x locked for {lease} ms by {text(owner)!r}, which died waiting"
+
+
 # -- fairness and bounds ----------------------------------------------------------------------------------
 
 
