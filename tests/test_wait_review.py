@@ -112,10 +112,13 @@ def test_a_waiter_that_becomes_blocked_by_its_own_id_is_woken_when_that_start_st
     other.stop()
     t.join(5)
     took = time.monotonic() - t0
-    assert out and out[0] is waiter
-    assert took < 1.0, f"the waiter started {took:.2f}s after the start blocking it stopped"
-    waiter.stop()
-    c.close()
+    try:
+        assert out and out[0] is waiter
+        assert took < 1.0, f"the waiter started {took:.2f}s after the start blocking it stopped"
+    finally:
+        if waiter.is_running:
+            waiter.stop()
+        c.close()
 
 
 def test_the_line_of_a_job_id_does_not_stop_at_a_first_that_cannot_run(server, prefix):
