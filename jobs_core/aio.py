@@ -77,6 +77,7 @@ class AsyncJob(JobBase):
                 return self
             c = self.coordinator
             wait = self._new_wait()
+            c._track_wait(wait)
             try:
                 started = await c.run(wait.flow())
             except BaseException as exc:
@@ -84,8 +85,25 @@ class AsyncJob(JobBase):
                 if wait.dirty:
                     await self._leave(wait)
                 raise
-            self._start_beating(self._begin(wait, started))
+            finally:
+                c._untrack_wait(wait)
+            first_beat = self._begin(wait, started)
+            if self._renew_grant(started):
+                await self._claim()
+            self._start_beating(first_beat)
             return self
+
+    async def _claim(self) -> None:
+        """Renew a granted start's shortened lease at once (a job without a heartbeat)."""
+        try:
+            lost = await self.coordinator.run(self._refresh_flow(renew=True))
+        except BaseException:
+            await self.coordinator.run(self._stop_flow(False))
+            raise
+        if lost is not None:
+            self._active = False
+            raise LockLost(self.id, lost[0], f"job {self.id!r} lost the locks granted to it before it could renew "
+                                             f"them: {lost[0]!r}")
 
     async def _leave(self, wait: Wait) -> None:
         # shielded: a task cancelled again while it leaves still leaves
@@ -283,6 +301,12 @@ class AsyncCoordinator(CoordinatorBase):
 
     async def stop_all(self, failed: bool = True) -> None:
         """Stop every job :meth:`running_here` (as failed by default); see :meth:`jobs_core.Coordinator.stop_all`."""
+        for wait in self._end_waits("stop_all() ended it"):
+            try:
+                await self.run(wait.leave_flow())
+            except Exception:
+                log.warning("could not end the wait of job %s; its place lapses within 30s", wait.plan.job_id,
+                            exc_info=True)
         for job in self.running_here():
             try:
                 await job.stop(failed=failed)

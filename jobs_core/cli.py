@@ -377,7 +377,15 @@ def cmd_refresh(args: argparse.Namespace, c: Coordinator) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, c: Coordinator) -> int:
-    running = running_job(c, args.job_id)
+    try:
+        running = running_job(c, args.job_id)
+    except CliError:
+        if args.token is None:
+            raise
+        # the start of that token is not running: if another call ended it, this stop wrote
+        # nothing and says so (exit 3), as a job's own stop() does
+        c.stop_job(args.job_id, failed=args.failed, token=args.token)
+        raise
     if args.token is not None and args.token != running.token:
         raise CliError(_stale(args.token, running), LOST)
     kind = "" if running.token is not None else "jobs.py job "

@@ -38,19 +38,20 @@ from .protocol import (
     output_info,
     parse_read,
     parse_repair,
+    read_io,
     running_fields,
     running_job,
     server_time,
     shown_state,
-    split_io,
     text,
     to_ms,
     unlock_expectation,
     waiter,
+    whole,
 )
 from .scripts import ScanArgs, Scripts, argv
 from .steps import Batch, Call, Expect, Flow, Sleep, Watch, cmd, queue
-from .waiting import ready_flow
+from .waiting import Closed, Wait, ready_flow
 
 log = logging.getLogger("jobs_core")
 _NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
@@ -141,6 +142,7 @@ class CoordinatorBase:
         self._lock = threading.Lock()
         self._plans: dict[tuple[Any, ...], Plan] = {}  # templates of job plans; see JobBase._plan_now
         self._running: dict[int, Any] = {}  # jobs started here and not stopped, by id()
+        self._waits: dict[str, Wait] = {}  # start() calls under way here, by nonce
         self.closed = False
 
     def __repr__(self) -> str:
@@ -197,6 +199,26 @@ class CoordinatorBase:
     def _untrack_job(self, job: Any) -> None:
         with self._lock:
             self._running.pop(id(job), None)
+
+    def _track_wait(self, wait: Wait) -> None:
+        with self._lock:
+            self._waits[wait.nonce] = wait
+
+    def _untrack_wait(self, wait: Wait) -> None:
+        with self._lock:
+            self._waits.pop(wait.nonce, None)
+
+    def _end_waits(self, reason: str) -> list[Wait]:
+        """Mark the start() calls under way here as ended (they give up at their next step); return them."""
+        ended = Closed(reason)
+        with self._lock:
+            waits = list(self._waits.values())
+        for wait in waits:
+            wait.ended = ended
+            listener = getattr(self, "_grants", None)
+            if listener is not None:
+                listener.end(wait.nonce, ended)
+        return waits
 
     def running_here(self) -> list[Any]:
         """Jobs this process started through this coordinator and has not stopped."""
@@ -290,31 +312,46 @@ class CoordinatorBase:
         if token is not None and (isinstance(token, bool) or not isinstance(token, int) or token < 1):
             raise InvalidType(f"a fencing token is a positive int, not {token!r}")
         given_ttl = None if output_ttl is None else check_seconds(output_ttl, "output_ttl", minimum=0.001)
-        io, record = yield Batch([cmd("get", self.keys.job(job_id)), cmd("hgetall", self.keys.holder(job_id))])
-        if io is None:
+        io, record = yield from self._read_flow([(self.keys.job(job_id), "string"), (self.keys.holder(job_id), "hash")])
+        # with its token, the caller acts as the job (a start made from a shell); without, it is a repair
+        forced = token is None
+        if io.value is None:
+            if token is not None:  # that start may have been ended by another call: say so, as Job.stop does
+                plan = self._stop_plan(job_id, (), (), None)
+                reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(token, not failed,
+                                                                                  secrets.token_hex(8)))), plan)
+                if reply.status == 3 and not failed:
+                    raise LockLost(job_id, {}, f"job {job_id!r} (token {token}) was already stopped by another "
+                                               f"call (as {reply.state}), so this stop wrote nothing")
             raise NotRunning(f"job {job_id!r} is not running (never started, already stopped, or its lease ran out)")
-        inputs, outputs = split_io(io)
-        fields = running_fields(record)
-        if token is None and "token" in fields:
-            token = int(fields["token"])
+        inputs, outputs, _ = read_io(io.value, "names record")
+        fields = running_fields(record.value)
+        if token is None:
+            token = whole(fields.get("token"))  # None for a jobs.py job, or a record that cannot be read
         if given_ttl is not None:
             ttl: float | None = given_ttl
         elif fields:
-            ttl = int(fields.get("ttl") or 0) / 1000 or None  # the output time to live the job started with
+            ttl = (whole(fields.get("ttl")) or 0) / 1000 or None  # the output time to live the job started with
         else:
             ttl = self.output_ttl
-        # the names come from Redis (a jobs.py client may have used any): keys only, no validation
-        plan = Plan(self.keys, job_id, inputs, outputs, lease=1.0, renews=False, overwrite=True, history=False,
-                    output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
+        plan = self._stop_plan(job_id, inputs, outputs, ttl)
         reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(token, not failed, secrets.token_hex(8),
-                                                                          forced=True))), plan)
+                                                                          forced=forced))), plan)
         if reply.status == 3:
+            if not failed:
+                raise LockLost(job_id, {}, f"job {job_id!r} was already stopped by another call (as {reply.state}), "
+                                           "so this stop wrote nothing")
             raise NotRunning(f"job {job_id!r} was already stopped (as {reply.state})")
         if reply.status == 0 and not failed:
             raise LockLost(job_id, reply.lost, f"job {job_id!r} no longer holds {reply.lost!r}: nothing was written, "
                                                f"the locks it still held are released")
         log.info("job %s stopped from outside (%s)", job_id, reply.state)
         return reply.state
+
+    def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None) -> Plan:
+        # the names come from Redis (a jobs.py client may have used any): keys only, no validation
+        return Plan(self.keys, job_id, tuple(inputs), tuple(outputs), lease=1.0, renews=False, overwrite=True,
+                    history=False, output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
 
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
@@ -539,7 +576,18 @@ class Coordinator(CoordinatorBase):
             return self._heartbeat
 
     def stop_all(self, failed: bool = True) -> None:
-        """Stop every job :meth:`running_here` (as failed by default), e.g. on shutdown."""
+        """Stop every job :meth:`running_here` (as failed by default), e.g. on shutdown.
+
+        Jobs of this coordinator still waiting to start give up first (their
+        ``start()`` raises :class:`CoordinatorClosed`), so that the locks
+        released are not handed to them.
+        """
+        for wait in self._end_waits("stop_all() ended it"):
+            try:
+                self.run(wait.leave_flow())
+            except Exception:
+                log.warning("could not end the wait of job %s; its place lapses within 30s", wait.plan.job_id,
+                            exc_info=True)
         for job in self.running_here():
             try:
                 job.stop(failed=failed)

@@ -51,6 +51,12 @@ class Host(Protocol):
     def plan_for(self, key: tuple[Any, ...], build: Callable[[], Plan]) -> Plan:
         """The coordinator's plan template for ``key``, built once with ``build``."""
 
+    def _track_wait(self, wait: Wait) -> None:
+        """A start() call of this coordinator's is under way (``stop_all`` ends it first)."""
+
+    def _untrack_wait(self, wait: Wait) -> None:
+        """That start() call ended."""
+
 
 def caller_name(depth: int) -> str:
     """``<file>:<function>`` of the frame ``depth`` levels above the caller, as jobs.py names jobs."""
@@ -201,6 +207,12 @@ class JobBase:
         if self.heartbeat is None:
             return None
         return min(self.heartbeat, started.lease / 3)
+
+    def _renew_grant(self, started: Started) -> bool:
+        """Whether a start must renew its lease before it returns: a grant gives a waiter no longer
+        than its place would have lived; a job with a heartbeat renews at its first beat, one
+        without renews now."""
+        return started.granted and self.heartbeat is None and started.lease < self.duration
 
     def _not_started(self, wait: Wait, exc: BaseException) -> None:
         self.blockers, self.waited = wait.blockers, wait.waited
@@ -376,6 +388,7 @@ class Job(JobBase):
                 return self
             c = self.coordinator
             wait = self._new_wait()
+            c._track_wait(wait)
             try:
                 started = c.run(wait.flow())
             except BaseException as exc:
@@ -383,9 +396,25 @@ class Job(JobBase):
                 if wait.dirty:
                     self._leave(wait)
                 raise
+            finally:
+                c._untrack_wait(wait)
             first_beat = self._begin(wait, started)
+            if self._renew_grant(started):
+                self._claim()
             c.track(self, first_beat)
             return self
+
+    def _claim(self) -> None:
+        """Renew a granted start's shortened lease at once (a job without a heartbeat)."""
+        try:
+            lost = self.coordinator.run(self._refresh_flow(renew=True))
+        except BaseException:
+            self.coordinator.run(self._stop_flow(False))
+            raise
+        if lost is not None:
+            self._active = False
+            raise LockLost(self.id, lost[0], f"job {self.id!r} lost the locks granted to it before it could renew "
+                                             f"them: {lost[0]!r}")
 
     def _leave(self, wait: Wait) -> None:
         try:

@@ -118,8 +118,8 @@ class _Routes:
                 if reg is None:
                     continue
                 if rest:
-                    token, _, lease = rest.partition("\t")
-                    yield reg, Grant(int(token), int(lease or 0))
+                    token, lease, at = (rest.split("\t") + ["0", "0"])[:3]
+                    yield reg, Grant(int(token), int(lease), float(at))
                 else:
                     yield reg, RETRY
             return
@@ -226,24 +226,32 @@ class Listener(_ListenerBase):
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._closing = False
+        self._closed: Closed | None = None
 
     def _deliver(self, reg: Any, message: Message) -> None:
         reg.deliver(message)
 
     def register(self, key: Any) -> Wakeup:
         """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
-        confirmed (or known broken)."""
+        confirmed (or known broken). After :meth:`close`, the wait is told at once."""
         if self._pid != os.getpid():
             self._reset()
         wakeup = Wakeup(self, key)
         with self._lock:
+            if self._closed is not None:
+                wakeup.deliver(self._closed)
+                return wakeup
             self._routes.add(wakeup)
-            self._closing = False
             if self._thread is None:
                 self._ready.clear()
                 self._thread = threading.Thread(target=self._run, name="jobs_core-listener", daemon=True)
                 self._thread.start()
-        if not self._ready.wait(SUBSCRIBE_TIMEOUT):
+        try:
+            confirmed = self._ready.wait(SUBSCRIBE_TIMEOUT)
+        except BaseException:  # interrupted while it subscribes: nothing of this wait may stay
+            self._remove(wakeup)
+            raise
+        if not confirmed:
             self._broken(TimeoutError(f"no subscription confirmed within {SUBSCRIBE_TIMEOUT}s"))
         return wakeup
 
@@ -262,10 +270,19 @@ class Listener(_ListenerBase):
         with self._lock:
             self._routes.remove(wakeup)
 
+    def end(self, nonce: str, message: Closed) -> None:
+        """End the wait registered for ``nonce`` (if it is) with ``message``."""
+        with self._lock:
+            reg = self._routes.nonces.get(nonce)
+            if reg is not None:
+                reg.deliver(message)
+
     def close(self) -> None:
-        """Tell every registered wait the coordinator closed; stop the thread (within a second)."""
+        """Tell every registered wait, and any registered later, that the coordinator closed; stop
+        the thread (within a second)."""
         with self._lock:
             self._closing = True
+            self._closed = CLOSED
             self._all(CLOSED)
 
     def _done(self) -> bool:
@@ -398,6 +415,7 @@ class AsyncListener(_ListenerBase):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
+        self._closed: Closed | None = None
 
     def _deliver(self, reg: Any, message: Message) -> None:
         reg.deliver(message)
@@ -406,16 +424,19 @@ class AsyncListener(_ListenerBase):
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._ready is None:  # a new event loop (asyncio.run again): start afresh
             self._loop, self._task, self._ready, self._routes = loop, None, asyncio.Event(), _Routes(self._by_nonce)
-        if self._task is None:
+        if self._task is None or self._task.done():  # none yet, or it ended (cancelled at a shutdown)
             self._ready.clear()
             self._task = loop.create_task(self._run())
         return self._ready
 
     async def register(self, key: Any) -> AsyncWakeup:
         """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
-        confirmed (or known broken)."""
-        ready = self._start()
+        confirmed (or known broken). After :meth:`aclose`, the wait is told at once."""
         wakeup = AsyncWakeup(self, key)
+        if self._closed is not None:
+            wakeup.deliver(self._closed)
+            return wakeup
+        ready = self._start()
         self._routes.add(wakeup)
         if not ready.is_set():
             waiter = asyncio.ensure_future(ready.wait())
@@ -436,14 +457,23 @@ class AsyncListener(_ListenerBase):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
-        if self._loop is not loop or self._task is None or self.polling or not self._ready or not self._ready.is_set():
+        if (self._loop is not loop or self._task is None or self._task.done() or self.polling or not self._ready
+                or not self._ready.is_set() or self._closed is not None):
             return None
         wakeup = AsyncWakeup(self, key)
         self._routes.add(wakeup)
         return wakeup
 
+    def end(self, nonce: str, message: Closed) -> None:
+        """End the wait registered for ``nonce`` (if it is) with ``message``."""
+        reg = self._routes.nonces.get(nonce)
+        if reg is not None:
+            reg.deliver(message)
+
     async def aclose(self) -> None:
-        """Tell every registered wait the coordinator closed; stop the task and close its connection."""
+        """Tell every registered wait, and any registered later, that the coordinator closed; stop the
+        task and close its connection."""
+        self._closed = CLOSED
         self._all(CLOSED)
         task, self._task = self._task, None
         if task is not None and not task.done():

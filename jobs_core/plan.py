@@ -115,6 +115,8 @@ class Plan:
 class StartReply:
     """start.lua's reply.
 
+    ``token`` is the start's fencing token, or for a blocked try the
+    namespace's last one (a grant with a token not above it is stale);
     ``lease`` is the lease left (seconds) of a start; ``final`` says waiting
     cannot help; ``polls`` says some blocker may end without a wake-up (a
     jobs.py holder, a missing input), so a waiting job must look again by itself.
@@ -134,13 +136,13 @@ def parse_start(reply: Sequence[Any], plan: Plan) -> StartReply:
         return StartReply(True, int(reply[1]), float(text(reply[2])), max(int(reply[3]), 0) / 1000)
     blockers = []
     polls = False
-    for i in range(3, len(reply), 5):
+    for i in range(4, len(reply), 5):
         holder_id = text(reply[i + 2])
         expiry = text(reply[i + 3])
         holder = Holder(holder_id, float(expiry) if expiry else None) if holder_id else None
         blockers.append(Blocker(text(reply[i]), plan.name(reply[i + 1]), holder))
         polls = polls or int(reply[i + 4]) == 0
-    return StartReply(False, 0, float(text(reply[1])), 0.0, tuple(blockers), int(reply[2]) == 1, polls)
+    return StartReply(False, int(reply[3]), float(text(reply[1])), 0.0, tuple(blockers), int(reply[2]) == 1, polls)
 
 
 def parse_refresh(reply: Sequence[Any], plan: Plan) -> tuple[float, dict[str, list[str]]]:

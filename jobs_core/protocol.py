@@ -23,8 +23,12 @@ ALIVE_MS = 30_000
 #: jobs.py clients find ``jobs:running:<id>`` through the zset using their own clock: the record
 #: stays this long past the lease so a client whose clock is behind still finds it.
 RECORD_SLACK_MS = 60_000
-#: Entries of one line a script looks at per name and call (bounds every script's work).
+#: Waiters a release judges per line (and a page of a line): past them, the next looks for itself.
 SCAN_MAX = 32
+#: Waiters of one line a start judges to find its place (a longer line keeps it behind).
+LINE_MAX = 256
+#: Line entries one script call judges in all; past it the rest keep their turn (bounds its work).
+WORK_MAX = 1000
 #: Longest duration, wait or time to live accepted: ten years.
 MAX_SECONDS = 10 * 365 * 86400
 #: States a stop leaves in the holder record.

@@ -90,7 +90,9 @@ def source(name: str) -> str:
         return _read(name)
     constants = (f"local ALIVE_MS = {protocol.ALIVE_MS}\n"
                  f"local RECORD_SLACK_MS = {protocol.RECORD_SLACK_MS}\n"
-                 f"local SCAN_MAX = {protocol.SCAN_MAX}\n")
+                 f"local SCAN_MAX = {protocol.SCAN_MAX}\n"
+                 f"local LINE_MAX = {protocol.LINE_MAX}\n"
+                 f"local WORK_MAX = {protocol.WORK_MAX}\n")
     return constants + _read("lib") + _read(name)
 
 

@@ -48,10 +48,12 @@ EXPIRY_SLACK = 0.002
 
 @dataclass(frozen=True)
 class Grant:
-    """A release started the waiting call: ``token``, and the lease it got in milliseconds."""
+    """A release started the waiting call: its ``token``, the lease it got in milliseconds, and the
+    server time it was granted at (epoch seconds)."""
 
     token: int
     lease_ms: int
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ class Retry:
 
 @dataclass(frozen=True)
 class Closed:
-    """The coordinator was closed while the call waited."""
+    """The wait must end: ``reason`` says why (the coordinator closed, or stopped its jobs)."""
+
+    reason: str = "its coordinator was closed"
 
 
 Message = Grant | Retry | Closed
@@ -127,6 +131,8 @@ class Wait:
         #: What blocked the first try, and how long the wait took.
         self.blockers: tuple[Blocker, ...] = ()
         self.waited = 0.0
+        #: Set (by ``stop_all``) when the wait must end before its next step.
+        self.ended: Closed | None = None
 
     def flow(self) -> Flow[Started]:
         """Try, and while blocked and allowed, wait: see the module's description.
@@ -143,6 +149,8 @@ class Wait:
         self.blockers = reply.blockers
         schedule = Schedule(self.poll)
         while not reply.started:
+            if self.ended is not None:
+                raise CoordinatorClosed(f"job {self.plan.job_id!r} gave up waiting: {self.ended.reason}")
             left = deadline - clock()
             if reply.final or left <= 0 or self.wait <= 0:
                 if self.dirty:  # the last try: it leaves every line if still blocked
@@ -154,13 +162,15 @@ class Wait:
                 channel = yield Expect(self.nonce)  # confirmed before the next try, so no grant is missed
             else:
                 message = yield Sleep(min(schedule.delay(reply), left))
-                if isinstance(message, Grant):
+                if isinstance(message, Grant) and message.token > reply.token:
                     self.waited = clock() - began
                     self.dirty = False
-                    return Started(message.token, sent, message.lease_ms / 1000, granted=True)
+                    # the lease runs from the grant: the server's time since the last try, on our clock
+                    granted_at = sent + max(message.at - reply.now, 0.0)
+                    return Started(message.token, granted_at, message.lease_ms / 1000, granted=True)
                 if isinstance(message, Closed):
-                    raise CoordinatorClosed(f"job {self.plan.job_id!r}: its coordinator was closed while it waited")
-                if message is not None:
+                    raise CoordinatorClosed(f"job {self.plan.job_id!r} gave up waiting: {message.reason}")
+                if message is not None:  # a nudge, or a grant already ended before the last try
                     schedule.woke()
             sent, reply = yield from self._try(WAIT, deadline - clock(), channel)
         self.waited = clock() - began if self.wait > 0 else 0.0
@@ -182,9 +192,12 @@ class Wait:
         return ResourceUnavailable(group_reasons(reply.blockers), reply.blockers, self.waited)
 
     def leave_flow(self) -> Flow[bool]:
-        """Give up: leave every line, release a start made for this call meanwhile; True if one was."""
+        """Give up: leave every line, release a start made for this call meanwhile; True if one was.
+
+        Replay-safe, and safe to run from another thread than the waiting one
+        (``stop_all``): it changes nothing of this object.
+        """
         raw = yield Call("leave", self.plan.keys, self.plan.leave_args(self.nonce))
-        self.dirty = False
         return int(raw[1]) == 1
 
 

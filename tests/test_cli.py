@@ -358,6 +358,19 @@ def test_stop_failed_and_lost_locks(cli: Cli) -> None:
     assert cli.coord.running_jobs() == []
 
 
+def test_a_stop_after_a_stop_from_outside_exits_3(cli: Cli) -> None:
+    """A job started from a shell, stopped from outside (an operator's 'stop --failed'): the script's own
+    'stop --token' then says that nothing was written (exit 3), not merely that the job is not running."""
+    assert cli.run("start", "shell.job", "-o", "out.s", "--duration", "30").code == 0
+    (running,) = cli.coord.running_jobs()
+    assert cli.run("stop", "shell.job", "--failed").code == 0  # from outside
+    r = cli.run("stop", "shell.job", "--token", str(running.token))
+    assert r.code == 3 and "already stopped by another call" in r.err and "wrote nothing" in r.err
+    assert cli.get("out.s") is None
+    r = cli.run("stop", "shell.job")  # without the token: it is simply not running
+    assert r.code == 1
+
+
 def test_refresh_uses_the_recorded_lease(cli: Cli) -> None:
     assert cli.run("start", "j", "-o", "x", "--duration", "40", "--output-ttl", "300").code == 0
     (running,) = cli.coord.running_jobs()

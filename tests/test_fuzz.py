@@ -183,11 +183,11 @@ def replies(decode: bool, inputs: list[str], outputs: list[str], job_id: str, bl
     n = len(inputs) + len(outputs)
     blockers = [(reason, min(i, n), holder, until, wakes) for reason, i, holder, until, wakes in blockers]
     final = any(b[0] == "output_exists" for b in blockers)
-    reply = [0, s(nows), int(final)]
+    reply = [0, s(nows), int(final), 41]
     for reason, i, holder, until, wakes in blockers:
         reply += [s(reason), i, s(holder), s("" if until is None else f"{until:.6f}"), wakes]
     got = parse_start(reply, plan)
-    assert (got.started, got.token, got.now, got.final) == (False, 0, float(nows), final)
+    assert (got.started, got.token, got.now, got.final) == (False, 41, float(nows), final)
     assert got.polls == any(not wakes for *_, wakes in blockers)
     for b, (reason, i, holder, until, _) in zip(got.blockers, blockers, strict=True):
         assert (b.reason, b.name) == (reason, plan.name(i))

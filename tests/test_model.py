@@ -88,6 +88,7 @@ class JobModel:
         self.waiting = False  # it has a place in line
         self.granted = False  # a release started it; its Job object has not taken it over yet
         self.passer = False  # its current start passed a waiter ahead of it
+        self.host = job.coordinator.host  # each coordinator plays another machine (the passer rule)
         self.grant_sent = 0.0
 
     def __repr__(self) -> str:
@@ -157,10 +158,10 @@ class Model:
                 out += [("output_used", n, rd) for i, rd in self.live_readers(n, s, r).items() if i != job_id]
         return out
 
-    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float
+    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float, host: str = ""
                  ) -> set[tuple[str, str]]:
         """A newcomer's blockers (a start that does not wait, or a dry run), as ``(reason, name)``."""
-        found, _ = self.full(job_id, None, None, list(inputs), list(outputs), overwrite, s, r)
+        found, _ = self.full(job_id, None, None, list(inputs), list(outputs), overwrite, s, r, host)
         return {(reason, n) for reason, n, _ in found}
 
     # -- the lines --------------------------------------------------------------------------
@@ -174,29 +175,50 @@ class Model:
             return [e for e in q if e.ticket < w.ticket]
         return list(q)
 
-    def behind(self, e: JobModel, n: str) -> bool:
-        """Whether ``e`` is behind another waiter, first in the line of one of its other names."""
-        for m in [*e.inputs, *e.outputs]:
-            q = self.queue[m]
-            if m != n and q and q[0] is not e and not (m in q[0].inputs and m in e.inputs):
-                return True
-        return False
+    @staticmethod
+    def only_reads(jm: JobModel, n: str) -> bool:
+        return n not in jm.outputs
 
-    def standing(self, e: JobModel, n: str, s: float, r: float) -> str:
-        """How waiter ``e`` stands for a start behind it on ``n``: on / final / passable / strict."""
+    def standing(self, e: JobModel, n: str, host: str, depth: int, s: float, r: float) -> str:
+        """How waiter ``e`` stands on ``n`` for a start of ``host``'s process behind it: final (it will
+        leave), passable (blocked by something no passer of another process caused, or behind another
+        waiter), on (blocked only on n itself), strict (runnable, or waiting only for passers)."""
         found = self.conflicts(e.id, e.call, e.inputs, e.outputs, e.job.overwrite, s, r)
-        elsewhere = False
+        if any(reason == "output_exists" for reason, _, _ in found):
+            return "final"
+        on = elsewhere = False
         for reason, name, holder in found:
-            if reason == "output_exists":
-                return "final"
             if reason != "job_running" and name == n:
-                return "on"
-            if holder is None or reason == "job_running" or not holder.passer:
+                on = True
+            elif holder is None or reason == "job_running" or not holder.passer or holder.host == host:
                 elsewhere = True
-        return "passable" if elsewhere or (not found and self.behind(e, n)) else "strict"
+        if elsewhere:
+            return "passable"
+        if on:
+            return "on"
+        if not found and depth < 2 and any(m != n and self.line(e, m, e.host, depth + 1, s, r)[0] is not None
+                                           for m in [*e.inputs, *e.outputs]):
+            return "passable"
+        return "strict"
+
+    def line(self, w: JobModel | None, n: str, host: str, depth: int, s: float, r: float
+             ) -> tuple[JobModel | None, bool]:
+        """The waiter ahead of ``w`` (None: a newcomer of ``host``) that keeps ``n`` from it, and
+        whether it passed someone on the way."""
+        passed = False
+        reads_only = w is None or self.only_reads(w, n)
+        for e in self.ahead(n, w):
+            if self.only_reads(e, n) and reads_only and (w is None or n in w.inputs):
+                continue  # readers do not keep a name from readers
+            if self.standing(e, n, host, depth, s, r) in ("passable", "final"):
+                passed = True
+                continue
+            return e, passed
+        return None, passed
 
     def full(self, job_id: str, call: object | None, w: JobModel | None, inputs: list[str], outputs: list[str],
-             overwrite: bool, s: float, r: float) -> tuple[list[tuple[str, str, JobModel | None]], bool]:
+             overwrite: bool, s: float, r: float, host: str = ""
+             ) -> tuple[list[tuple[str, str, JobModel | None]], bool]:
         """Conflicts, then for each name free of them the waiter ahead that keeps it; and whether the
         start passed someone."""
         found = self.conflicts(job_id, call, inputs, outputs, overwrite, s, r)
@@ -207,14 +229,23 @@ class Model:
         for n in [*inputs, *outputs]:
             if n in busy:
                 continue
-            for e in self.ahead(n, w):
-                if n in e.inputs and n in inputs:
-                    continue  # readers do not keep a name from readers
-                if self.standing(e, n, s, r) in ("passable", "final"):
-                    passed = True
-                    continue
+            if w is None:
+                # a newcomer: compatible with readers only if it only reads n
+                reads_only = n in inputs and n not in outputs
+                e, p = None, False
+                for x in self.ahead(n, None):
+                    if self.only_reads(x, n) and reads_only:
+                        continue
+                    if self.standing(x, n, host, 0, s, r) in ("passable", "final"):
+                        p = True
+                        continue
+                    e = x
+                    break
+            else:
+                e, p = self.line(w, n, host, 0, s, r)
+            passed = passed or p
+            if e is not None:
                 found.append(("input_queued" if n in inputs else "output_queued", n, e))
-                break
         return found, passed
 
     def waiters(self) -> list[JobModel]:
@@ -244,7 +275,7 @@ class Model:
         for e in list(q):
             if not e.waiting:
                 continue
-            found, passed = self.full(e.id, e.call, e, e.inputs, e.outputs, e.job.overwrite, s, r)
+            found, passed = self.full(e.id, e.call, e, e.inputs, e.outputs, e.job.overwrite, s, r, e.host)
             if not found:
                 self.take(e, passed, s, r)
                 e.granted, e.grant_sent = True, s
@@ -253,8 +284,14 @@ class Model:
             elif any(reason == "output_exists" for reason, _, _ in found):
                 self.unqueue(e)
                 self.nudged.add(e.nonce)
-            elif n is None or self.standing(e, n, s, r) in ("on", "strict"):
-                return
+            else:
+                if found[0][0] == "job_running" and e not in self.idqueue.setdefault(e.id, []):
+                    self.idqueue[e.id].append(e)
+                if n is None:
+                    if found[0][0] == "job_running":
+                        return
+                elif self.standing(e, n, "", 0, s, r) in ("on", "strict"):
+                    return
 
     def scan_names(self, names: Any, s: float, r: float) -> None:
         if self.waiters():
@@ -310,6 +347,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                             redis.Redis.from_url(url, decode_responses=True, **options),
                             valkey.Valkey.from_url(url, **options)]
             self.coordinators = [jobs_core.Coordinator(c, self.prefix) for c in self.clients]
+            for i, c in enumerate(self.coordinators):
+                c.host = f"host{i}"  # three machines: a process's own jobs may pass its heads
             self.admin = self.clients[0]
             self.spy = self.admin.pubsub()
             self.spy.subscribe(self.prefix + "jobs:wake:" + CHANNEL)
@@ -417,7 +456,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if jm.active:
                 assert error is None and jm.job.token == before  # already running: no-op
                 return
-            found, passed = m.full(jm.id, None, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            found, passed = m.full(jm.id, None, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
             expected = {(reason, n) for reason, n, _ in found}
             if expected:
                 FIGURES["refused"] += 1
@@ -452,7 +491,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
         def _first_try(self, jm: JobModel, call: object, nonce: str, reply: Any, s: float, r: float) -> None:
             """The outcome of a waiting call's try while it has no place in line (its first)."""
             m = self.model
-            found, passed = m.full(jm.id, call, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            found, passed = m.full(jm.id, call, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
             jm.call, jm.nonce = call, nonce
             if not found:
                 assert int(reply[0]) == 1, reply
@@ -460,7 +499,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 self._adopt(jm, int(reply[1]), s, int(reply[3]) / 1000)
                 return
             assert int(reply[0]) == 0, (reply, found)
-            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(3, len(reply), 5)}
+            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(4, len(reply), 5)}
             assert got == {(reason, n) for reason, n, _ in found}
             final = any(reason == "output_exists" for reason, _, _ in found)
             assert int(reply[2]) == int(final)
@@ -491,7 +530,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 jm.granted, jm.waiting, jm.window = False, False, None
                 self._first_try(jm, jm.call, jm.nonce, reply, s, r)
                 return
-            found, passed = m.full(jm.id, jm.call, jm, jm.inputs, jm.outputs, jm.job.overwrite, s, r)
+            found, passed = m.full(jm.id, jm.call, jm, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
             if not found:
                 assert int(reply[0]) == 1, (reply, m.queue)
                 m.take(jm, passed, s, r)
@@ -501,7 +540,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 self.grants_published()
                 return
             assert int(reply[0]) == 0, (reply, found)
-            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(3, len(reply), 5)}
+            got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(4, len(reply), 5)}
             assert got == {(reason, n) for reason, n, _ in found}, (got, found)
             if any(reason == "output_exists" for reason, _, _ in found):
                 m.unqueue(jm)
@@ -666,7 +705,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
 
         def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool) -> None:
             report_, _, s, r = self.step(lambda: self.coordinators[client].why_blocked(inputs, outputs, overwrite))
-            expected = self.model.blockers("", inputs, outputs, overwrite, s, r)
+            expected = self.model.blockers("", inputs, outputs, overwrite, s, r, self.coordinators[client].host)
             assert report_.can_start == (not expected)
             assert {(b.reason, b.name) for b in report_.blockers} == expected, (report_.blockers, expected)
 

@@ -171,6 +171,7 @@ def test_more_than_scan_max_readers_behind_a_writer_are_all_started_when_it_stop
     c.create_outputs(["x"])
     writer = c.job([], ["x"], duration=30).start()
     started: list[float] = []
+    finished: list[bool] = []
     done = threading.Event()
 
     def read() -> None:
@@ -178,6 +179,7 @@ def test_more_than_scan_max_readers_behind_a_writer_are_all_started_when_it_stop
             with c.job(["x"], [], duration=30, wait=20):
                 started.append(time.monotonic())
                 done.wait(10)
+            finished.append(True)
         except CoordinatorClosed:
             pass  # the test ended before its turn
 
@@ -195,6 +197,7 @@ def test_more_than_scan_max_readers_behind_a_writer_are_all_started_when_it_stop
         assert max(started) - t0 < 1.0
     finally:
         done.set()
+        until(lambda: len(finished) == len(started))  # those reading stop before the coordinator closes
         c.close()  # readers still waiting give up
         for t in threads:
             t.join(5)
@@ -721,6 +724,9 @@ def test_release_on_signal_does_not_hand_the_locks_to_a_wait_of_the_dying_proces
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
         client.delete(prefix + "olock:x")
 
 

@@ -15,7 +15,7 @@ local queued = redis.call('EXISTS', k_waiter(r.nonce)) == 1 or redis.call('ZSCOR
 unqueue(r)
 
 local released = 0
-local h = redis.call('HMGET', k_holder(r.id), 'state', 'nonce')
+local h = holder_fields(r.id, 'state', 'nonce')
 if h[1] == 'running' and h[2] == r.nonce then
     release(r.id, true, r.names, r.nin)
     ended(r.id, true, 'failed', r.nonce, tonumber(ARGV[3]))

@@ -81,25 +81,36 @@ local function reads(r, i)
     return i <= r.nin
 end
 
--- index of name n in request r, or nil
-local function index_of(r, n)
-    for i, m in ipairs(r.names) do
-        if m == n then
-            return i
+-- whether request r only reads name n (it is among its inputs and not among its outputs)
+local function only_reads(r, n)
+    if not r.writes then
+        r.writes = {}
+        for i = r.nin + 1, #r.names do
+            r.writes[r.names[i]] = true
         end
     end
-    return nil
+    return not r.writes[n]
 end
 
 local function add(list, reason, i, holder, expiry)
     list[#list + 1] = {reason, i, holder or '', expiry}
 end
 
+-- fields of a holder record ({} when there is none, or it is not a hash: one malformed record
+-- must not fail the scripts of every job that meets its holder)
+local function holder_fields(id, ...)
+    local got = redis.pcall('HMGET', k_holder(id), ...)
+    if type(got) ~= 'table' or got.err then
+        return {}
+    end
+    return got
+end
+
 -- The conflicts of request r with the locks and outputs as they are now (not the lines):
 -- appended to list as {reason, name index, holder, expiry}; index 0 is the job id itself.
 local function conflicts(r, list)
     if r.id ~= '' then
-        local running = redis.call('HMGET', k_holder(r.id), 'state', 'nonce')
+        local running = holder_fields(r.id, 'state', 'nonce')
         if running[1] == 'running' and running[2] ~= r.nonce then
             add(list, 'job_running', 0, r.id, lock_until(k_holder(r.id)))
         end
@@ -131,22 +142,28 @@ local function conflicts(r, list)
     end
 end
 
--- a holder that started ahead of an earlier waiter (see the README, "Waiting, in order")
-local function is_passer(holder)
-    return holder ~= '' and redis.call('HGET', k_holder(holder), 'passer') == '1'
-end
-
--- The waiter a line entry stands for, or nil if it is gone (not alive, or no readable
--- record): dropped from the line then.
+-- The waiter a line entry stands for, or nil if it is gone (not alive, or its record is not a
+-- well-formed start request): dropped from the line then.
 local function entry(queue, member)
     local alive = tonumber(redis.call('ZSCORE', K_WAITING, member))
     if alive and alive > NOW then
-        local raw = redis.call('GET', k_waiter(member))
-        if raw then
+        local raw = redis.pcall('GET', k_waiter(member))
+        if type(raw) == 'string' then
             local ok, e = pcall(cjson.decode, raw)
-            if ok and type(e) == 'table' and type(e.names) == 'table' and tonumber(e.nin) then
-                e.alive = alive
-                return e
+            if ok and type(e) == 'table' and e.nonce == member and type(e.id) == 'string'
+                and type(e.names) == 'table' and tonumber(e.nin) and tonumber(e.lease) and tonumber(e.renews)
+                and tonumber(e.ow) and tonumber(e.ttl) and tonumber(e.pid) and tonumber(e.ticket)
+                and type(e.host) == 'string' and type(e.ch) == 'string' and type(e.lin) == 'string' then
+                local names_ok = e.nin >= 0 and e.nin <= #e.names
+                for _, n in ipairs(e.names) do
+                    names_ok = names_ok and type(n) == 'string'
+                end
+                if names_ok then
+                    e.alive = alive
+                    e.ticket = tonumber(e.ticket)
+                    e.tried = tonumber(e.tried) or NOW
+                    return e
+                end
             end
         end
     end
@@ -154,91 +171,108 @@ local function entry(queue, member)
     return nil
 end
 
--- whether waiter e is behind another waiter's place at the head of one of its lines,
--- other than name n's (it cannot run before that one)
-local function behind(e, n)
-    for i, m in ipairs(e.names) do
-        if m ~= n then
-            local q = k_queue(m)
-            local head = redis.call('ZRANGE', q, 0, 0)
-            while head[1] and head[1] ~= e.nonce do
-                local h = entry(q, head[1])
-                if h then
-                    local hi = index_of(h, m)
-                    if not (hi and reads(h, hi) and reads(e, i)) then
-                        return true
-                    end
-                    break
-                end
-                head = redis.call('ZRANGE', q, 0, 0)
-            end
-        end
-    end
-    return false
-end
+-- How far the lines are judged through one another (a waiter behind a waiter behind...): beyond
+-- this depth a waiter counts as able to run (it keeps its turn), which errs towards order.
+local DEPTH_MAX = 2
+-- Line entries one call may judge (WORK_MAX, from jobs_core/protocol.py): past it, whatever is
+-- left unjudged keeps its turn (erring towards order again), so a call's work stays bounded.
+local WORK = {left = WORK_MAX}
+local line
 
--- How waiter e stands on name n, for a start behind it in n's line that needs n too:
--- 'on': blocked on n itself; 'final': it will leave (an existing output, overwrite off);
--- 'passable': it cannot run for another reason that no passer caused, so it may be passed;
--- 'strict': it can run once n is free, or waits only for passers to leave: it keeps its turn.
-local function standing(e, n)
+-- How waiter e stands on name n, for request r behind it in n's line that needs n too:
+-- 'final': it will leave (an existing output, overwrite off);
+-- 'passable': it cannot run for a reason no job that passed someone caused (a missing input, a
+-- lock held by a job that did not pass anyone or by r's own process, a waiter ahead of it in
+-- another line), so r may pass it;
+-- 'on': blocked only on n itself (by readers r joins, or jobs that passed it): it keeps its turn;
+-- 'strict': it can run once n is free, or waits only for jobs that passed someone: it keeps its turn.
+local function standing(e, n, r, depth)
+    if WORK.left <= 0 then
+        return 'strict'
+    end
+    WORK.left = WORK.left - 1
     local list = {}
     conflicts(e, list)
-    local elsewhere = false
+    local on, elsewhere = false, false
     for _, b in ipairs(list) do
         if b[1] == 'output_exists' then
             return 'final'
         end
-        if b[2] > 0 and e.names[b[2]] == n then
-            return 'on'
+        local on_n = b[2] > 0 and e.names[b[2]] == n
+        if on_n then
+            on = true
         end
-        if b[3] == '' or b[1] == 'job_running' or not is_passer(b[3]) then
-            elsewhere = true
-        end
-    end
-    if elsewhere or (#list == 0 and behind(e, n)) then
-        return 'passable'
-    end
-    return 'strict'
-end
-
--- The place of request r in name i's line: nil if no live waiter ahead of it keeps n from
--- it, else that waiter. Entries ahead that it may pass set r.passed.
-local function line(r, i)
-    local n = r.names[i]
-    local q = k_queue(n)
-    local members = redis.call('ZRANGE', q, 0, SCAN_MAX - 1, 'WITHSCORES')
-    for j = 1, #members, 2 do
-        local member, ticket = members[j], tonumber(members[j + 1])
-        if member == r.nonce or (r.ticket > 0 and (ticket > r.ticket or (ticket == r.ticket and member > r.nonce)))
-        then
-            return nil
-        end
-        local e = entry(q, member)
-        if e then
-            local ei = index_of(e, n)
-            if not (ei and reads(e, ei) and reads(r, i)) then
-                local st = standing(e, n)
-                if st == 'passable' or st == 'final' then
-                    r.passed = true
-                else
-                    return e
+        if not on_n then
+            if b[3] == '' or b[1] == 'job_running' then
+                elsewhere = true
+            else
+                local h = holder_fields(b[3], 'passer', 'host', 'pid')
+                if h[1] ~= '1' or (h[2] == r.host and tonumber(h[3]) == r.pid) then
+                    elsewhere = true
                 end
             end
         end
     end
-    if #members == 2 * SCAN_MAX then
-        -- more waiters than are looked at: keep behind the last one seen
-        local e = entry(q, members[#members - 1])
-        if e and e.nonce ~= r.nonce then
-            return e
+    if elsewhere then
+        return 'passable'
+    end
+    if on then
+        return 'on'
+    end
+    if #list == 0 and depth < DEPTH_MAX then
+        for i, m in ipairs(e.names) do
+            if m ~= n and line(e, i, depth + 1) then
+                return 'passable'  -- kept out of m by a waiter ahead of it there
+            end
         end
     end
-    return nil
+    return 'strict'
 end
 
--- Everything that keeps request r from starting now: its conflicts, then for each name
--- free of conflicts the waiter ahead of it in that name's line. Returns the list.
+-- The place of request r in its i-th name's line: nil if no live waiter ahead of it keeps the
+-- name from it, else that waiter. Entries ahead that it may pass set r.passed.
+line = function(r, i, depth)
+    local n = r.names[i]
+    local q = k_queue(n)
+    local from = 0
+    while true do
+        local members = redis.call('ZRANGE', q, from, from + SCAN_MAX - 1, 'WITHSCORES')
+        for j = 1, #members, 2 do
+            local member, ticket = members[j], tonumber(members[j + 1])
+            if member == r.nonce or (r.ticket > 0 and (ticket > r.ticket or (ticket == r.ticket and member > r.nonce)))
+            then
+                return nil
+            end
+            local e = entry(q, member)
+            if e then
+                if not (only_reads(e, n) and only_reads(r, n) and reads(r, i)) then
+                    local st = standing(e, n, r, depth)
+                    if st == 'passable' or st == 'final' then
+                        r.passed = true
+                    else
+                        return e
+                    end
+                end
+            else
+                from = from - 1  -- it left the line: the next page starts one earlier
+            end
+        end
+        if #members < 2 * SCAN_MAX or from + SCAN_MAX >= LINE_MAX or WORK.left <= 0 then
+            if #members == 2 * SCAN_MAX then
+                -- a line longer than is looked at: keep behind the last one seen
+                local e = entry(q, members[#members - 1])
+                if e and e.nonce ~= r.nonce then
+                    return e
+                end
+            end
+            return nil
+        end
+        from = from + SCAN_MAX
+    end
+end
+
+-- Everything that keeps request r from starting now: its conflicts, then for each name free of
+-- them the waiter ahead of it in that name's line. Returns the list.
 local function blockers(r)
     local list = {}
     conflicts(r, list)
@@ -253,7 +287,7 @@ local function blockers(r)
     end
     for i = 1, #r.names do
         if not busy[r.names[i]] then
-            local e = line(r, i)
+            local e = line(r, i, 0)
             if e then
                 add(list, reads(r, i) and 'input_queued' or 'output_queued', i, e.id, e.alive)
             end
@@ -300,6 +334,16 @@ end
 local function take(r, lease_ms)
     local expiry = NOW + lease_ms / 1000
     local token = redis.call('INCR', K_TOKEN)
+    -- the holder record first: a key of another type there (garbage) must not fail the script
+    -- after it took locks
+    local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
+        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0'}
+    local written = redis.pcall('HSET', k_holder(r.id), unpack(holder))
+    if type(written) == 'table' and written.err then
+        redis.call('DEL', k_holder(r.id))
+        redis.call('HSET', k_holder(r.id), unpack(holder))
+    end
+    redis.call('PEXPIRE', k_holder(r.id), lease_ms)
     local io = {}
     for i, n in ipairs(r.names) do
         if reads(r, i) then
@@ -321,9 +365,6 @@ local function take(r, lease_ms)
     redis.call('ZREMRANGEBYSCORE', K_RUNNING, '-inf', NOW)
     redis.call('ZADD', K_RUNNING, expiry, r.id)
     redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', lease_ms + RECORD_SLACK_MS)
-    redis.call('HSET', k_holder(r.id), 'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid,
-        'started', NOWS, 'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0')
-    redis.call('PEXPIRE', k_holder(r.id), lease_ms)
     if r.lin ~= '' then
         local edges = {}
         for i = 1, r.nin do
@@ -346,52 +387,67 @@ local function take(r, lease_ms)
     return token
 end
 
--- The lease a grant gives waiter e: its own, but for a job that renews no longer than it has
--- left to live as a waiter (a waiter that died gets nothing it would keep for long).
+-- The lease a grant gives waiter e: its own, but no longer than its place in line would live
+-- (ALIVE_MS after its last try): a waiter that died meanwhile gets nothing it keeps for long.
+-- A job that renews extends it at its first beat; one that does not renews once on receipt.
 local function grant_lease(e)
-    local lease = tonumber(e.lease)
-    if tonumber(e.renews) == 1 then
-        lease = math.max(1, math.min(lease, math.floor((e.alive - NOW) * 1000)))
-    end
-    return lease
+    return math.max(1, math.min(tonumber(e.lease), math.floor((e.tried - NOW) * 1000) + ALIVE_MS))
 end
 
+-- A request of nobody's process, for judging who may pass a waiter in a release's scan.
+local NOBODY = {host = '', pid = -1}
+
 -- After the state of name n changed (released, written, a waiter left): start, for them, the
--- waiters of n's line that can run now, in line order, and tell them. Stops at the first that
--- keeps its turn; one that waits in vain (an existing output) is told to look (it then leaves).
+-- waiters of line q that can run now, in line order, and tell them; q is n's line, or (n nil)
+-- the line of a job id. Stops at the first that keeps its turn; one that waits in vain (an
+-- existing output) is told to look (it then leaves). At most SCAN_MAX entries are judged; if
+-- more are left, the next one is told to look for itself (its own try goes on from there).
 local function scan(q, n)
-    local members = redis.call('ZRANGE', q, 0, SCAN_MAX - 1)
-    for _, member in ipairs(members) do
-        local e = entry(q, member)
-        if e then
-            e.ticket = tonumber(e.ticket) or 0
-            e.passed = false
-            local list = blockers(e)
-            if #list == 0 then
-                local lease = grant_lease(e)
-                local token = take(e, lease)
-                notify(e.ch, e.nonce .. '\t' .. token .. '\t' .. lease)
-            elseif is_final(list) then
-                unqueue(e)
-                notify(e.ch, e.nonce)
-            elseif n == nil then
-                return  -- the line of a job id: only its first may run
-            else
-                local st = standing(e, n)
-                if st == 'on' or st == 'strict' then
-                    return
+    local from, looked = 0, 0
+    while looked < SCAN_MAX do
+        local members = redis.call('ZRANGE', q, from, from + SCAN_MAX - looked - 1)
+        if #members == 0 then
+            return
+        end
+        for _, member in ipairs(members) do
+            looked = looked + 1
+            local e = entry(q, member)
+            if e then
+                e.passed = false
+                local list = blockers(e)
+                if #list == 0 then
+                    local lease = grant_lease(e)
+                    local token = take(e, lease)
+                    notify(e.ch, e.nonce .. '\t' .. token .. '\t' .. lease .. '\t' .. NOWS)
+                elseif is_final(list) then
+                    unqueue(e)
+                    notify(e.ch, e.nonce)
+                else
+                    from = from + 1
+                    if list[1][1] == 'job_running' then
+                        -- blocked by another start of its id: woken when that one stops
+                        redis.call('ZADD', k_idqueue(e.id), 'NX', e.ticket, e.nonce)
+                        redis.call('PEXPIRE', k_idqueue(e.id), 2 * ALIVE_MS)
+                    end
+                    if n == nil then
+                        if list[1][1] == 'job_running' then
+                            return  -- the id runs again: the others wait for that start
+                        end
+                    else
+                        local st = standing(e, n, NOBODY, 0)
+                        if st == 'on' or st == 'strict' then
+                            return
+                        end
+                    end
                 end
             end
         end
     end
-    if #members == SCAN_MAX then
-        -- more waiters than are looked at in one call: the next one looks for itself
-        local rest = redis.call('ZRANGE', q, SCAN_MAX, SCAN_MAX)
-        if rest[1] then
-            local e = entry(q, rest[1])
-            if e then
-                notify(e.ch, e.nonce)
-            end
+    local rest = redis.call('ZRANGE', q, from, from)
+    if rest[1] then
+        local e = entry(q, rest[1])
+        if e then
+            notify(e.ch, e.nonce)
         end
     end
 end

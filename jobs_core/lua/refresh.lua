@@ -12,7 +12,7 @@ local lease_ms = tonumber(ARGV[2])
 local nin = tonumber(ARGV[5])
 local names = names_from(6)
 local out = {1, NOWS}
-local record = redis.call('HMGET', k_holder(id), 'token', 'state')
+local record = holder_fields(id, 'token', 'state')
 local mine = record[1] == ARGV[3] and record[2] == 'running'
 local held = {}
 

@@ -19,8 +19,10 @@
 -- ARGV[15..] - the inputs, then the outputs
 -- return {1, token, now, lease ms left} when started (also by a grant or an earlier reply lost in
 --        flight), {1, 0, now, 0} when a check finds nothing blocking, else
---        {0, now, final, reason, name index, holder, until, holder publishes (1/0), ...} per blocker;
---        final is 1 when waiting cannot help (an existing output with overwrite off)
+--        {0, now, final, last token, reason, name index, holder, until, holder publishes (1/0), ...}
+--        per blocker; final is 1 when waiting cannot help (an existing output with overwrite off);
+--        last token is the namespace's fencing counter (a grant with a token not above it ended
+--        before this try: it is no start of this call's)
 local r = {
     id = ARGV[1], nonce = ARGV[2], lease = tonumber(ARGV[4]), renews = tonumber(ARGV[5]),
     ow = tonumber(ARGV[6]), ttl = tonumber(ARGV[7]), host = ARGV[8], pid = tonumber(ARGV[9]),
@@ -30,7 +32,7 @@ local mode = ARGV[3]
 OUTBOX.publish = ARGV[13]
 
 if r.id ~= '' then
-    local h = redis.call('HMGET', k_holder(r.id), 'state', 'nonce', 'token')
+    local h = holder_fields(r.id, 'state', 'nonce', 'token')
     if h[1] == 'running' and h[2] == r.nonce then
         return {1, tonumber(h[3]), NOWS, redis.call('PTTL', k_holder(r.id))}
     end
@@ -80,6 +82,7 @@ if mode == 'wait' then
         local alive = math.min(left, ALIVE_MS)
         local ticket = record and record.ticket or NOWS
         r.ticket = ticket
+        r.tried = NOWS
         r.since = record and record.since or NOWS
         r.deadline = string.format('%.6f', NOW + left / 1000)
         r.passed = nil
@@ -99,12 +102,12 @@ if mode == 'wait' then
     end
 end
 
-local out = {0, NOWS, final and 1 or 0}
+local out = {0, NOWS, final and 1 or 0, tonumber(redis.call('GET', K_TOKEN) or 0)}
 for _, b in ipairs(list) do
     local publishes = 0
     if b[1] == 'input_queued' or b[1] == 'output_queued' or b[1] == 'job_running' then
         publishes = 1
-    elseif b[3] ~= '' and b[1] ~= 'output_exists' and redis.call('HGET', k_holder(b[3]), 'state') == 'running' then
+    elseif b[3] ~= '' and b[1] ~= 'output_exists' and holder_fields(b[3], 'state')[1] == 'running' then
         publishes = 1
     end
     out[#out + 1] = b[1]

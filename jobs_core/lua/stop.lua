@@ -22,7 +22,7 @@ local commit = ARGV[3] == '1'
 local nin = tonumber(ARGV[9])
 local names = names_from(10)
 OUTBOX.publish = ARGV[7]
-local record = redis.call('HMGET', k_holder(id), 'token', 'state', 'ended_by', 'forced')
+local record = holder_fields(id, 'token', 'state', 'ended_by', 'forced')
 local mine = record[1] == ARGV[2]
 
 if mine and record[2] ~= 'running' then
