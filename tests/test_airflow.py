@@ -405,6 +405,14 @@ def test_operators_that_succeed_by_raising_write_their_outputs(jobs_env):
     assert written_by_task(c, f"branch.{day}", "jobs_branch", "branch") and no_locks(c, f"branch.{day}")
 
 
+def test_sys_exit_zero_writes_only_where_airflow_counts_it_a_success(jobs_env):
+    """Airflow 2.11 counts SystemExit(0) from a task as a success; Airflow 3 as a failure."""
+    c, day = jobs_env.coordinator, "2026-12-01"
+    expected = "failed" if AIRFLOW_V_3_0_PLUS else "success"
+    assert run_dag("jobs_exits", day) == {"exits": expected}
+    assert c.output_info(f"exited.{day}").written == (expected == "success") and no_locks(c, f"exited.{day}")
+
+
 def test_trigger_dag_run_writes_only_when_airflow_counts_it_a_success(jobs_env):
     """Airflow 3's TriggerDagRunOperator raises DagRunTriggerException; Airflow then triggers the run, or
     fails the task if that run exists already."""

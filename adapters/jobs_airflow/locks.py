@@ -5,9 +5,10 @@ parks (a deferral, or waiting for a human's input) keeps its locks: the
 leases are extended to cover the wait, and the resume adopts the same start
 by its fencing token. The outputs are written once the task has succeeded as
 Airflow counts success: ``execute`` returned and its return value was pushed
-to XCom, or it raised one of the exceptions by which an operator succeeds
-(``DownstreamTasksSkipped``); for ``DagRunTriggerException``, whose outcome
-Airflow decides afterwards, the task's state-change callbacks settle the job.
+to XCom, or it raised an exception by which a task succeeds
+(``DownstreamTasksSkipped``; ``SystemExit(0)`` on Airflow 2); for
+``DagRunTriggerException``, whose outcome Airflow decides afterwards, the
+task's state-change callbacks settle the job.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from .hooks import JobsHook
 from .version_compat import (
     AIRFLOW_V_3_0_PLUS,
     PARKING_SIGNALS,
-    SUCCESS_SIGNALS,
     AirflowException,
     AirflowFailException,
     AirflowTaskTerminated,
     DagRunTriggerException,
     TaskDeferred,
     push_return_value,
+    succeeds_by_raising,
 )
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,8 @@ class JobsLock:
                         + "; ".join(b.describe() for b in existing) + ". No retry can change that, so the task "
                         "fails without retries; set jobs_overwrite=True to replace them.")) from exc
                 raise JobsLockUnavailable(printable(
-                    f"jobs_core: locks for {job.id} not available after waiting {exc.waited:.3g}s of "
-                    f"jobs_wait={self.wait:g}s; Airflow's retries apply: {exc}")) from exc
+                    f"jobs_core: locks for {job.id} not available within jobs_wait={self.wait:g}s (Airflow's "
+                    f"retries apply): " + "; ".join(b.describe() for b in exc.blockers))) from exc
         log.info("jobs_core: %s holds %s (read) and %s (write), token %s", printable(job.id),
                  printable(self.inputs), printable(self.outputs), job.token)
         return job
@@ -356,22 +357,24 @@ class JobsLock:
                 push_return_value(task, context, result)
         except PARKING_SIGNALS as parked:
             if not self._still_alive(execution, job):
-                raise
-            self.hand_over(job, parked)
-            raise
-        except SUCCESS_SIGNALS:
-            if not self._still_alive(execution, job):
                 raise self._killed(job) from None
-            self._succeed(job, task, context)
+            self.hand_over(job, parked)
             raise
         except _DECIDED_LATER as signal:
             if not self._still_alive(execution, job):
-                raise
+                raise self._killed(job) from None
             self._decided_later(job, task, signal)
             raise
-        except BaseException:
-            execution.in_task_code = False
-            self._fail(job)
+        except BaseException as exc:
+            if not succeeds_by_raising(exc):
+                execution.in_task_code = False
+                self._fail(job)
+                raise
+            if not self._still_alive(execution, job):
+                raise self._killed(job) from None
+            if isinstance(exc, SystemExit) and task is not None:  # Airflow 2 then pushes None: checked first
+                push_return_value(task, context, None)
+            self._succeed(job, task, context)
             raise
         if not self._still_alive(execution, job):
             raise self._killed(job)

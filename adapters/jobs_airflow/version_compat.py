@@ -68,8 +68,19 @@ else:
     BaseEventTrigger = None
     TaskAwaitingInput = DagRunTriggerException = DownstreamTasksSkipped = None
 
-#: Control-flow exceptions by which an operator succeeds (Airflow 3): the task ends as a success.
-SUCCESS_SIGNALS: tuple[type[BaseException], ...] = tuple(e for e in (DownstreamTasksSkipped,) if e is not None)
+
+
+def succeeds_by_raising(exc: BaseException) -> bool:
+    """Whether Airflow counts a task whose ``execute`` raised ``exc`` as a success.
+
+    Airflow 3: ``DownstreamTasksSkipped`` (raised by the branch and short-circuit
+    operators). Airflow 2.11: ``SystemExit`` with code 0 or None (Airflow 3 fails
+    the task on any ``SystemExit``).
+    """
+    if DownstreamTasksSkipped is not None and isinstance(exc, DownstreamTasksSkipped):
+        return True
+    return not AIRFLOW_V_3_0_PLUS and isinstance(exc, SystemExit) and exc.code in (None, 0)
+
 #: Control-flow exceptions that park a task until something resumes it: a deferral, or (Airflow 3.3)
 #: waiting for a human's input. Both carry ``kwargs`` (the resume's ``next_kwargs``) and ``timeout``.
 PARKING_SIGNALS: tuple[type[BaseException], ...] = tuple(e for e in (TaskDeferred, TaskAwaitingInput)
@@ -139,7 +150,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS", "AIRFLOW_VERSION", "AirflowException", "AirflowFailException", "AirflowNotFoundException",
     "AirflowSensorTimeout", "AirflowTaskTerminated", "Asset", "AssetWatcher", "BaseEventTrigger", "BaseHook",
     "BaseOperator", "BaseSensorOperator", "BaseTaskEndEvent", "BaseTrigger", "DagRunTriggerException",
-    "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin", "SUCCESS_SIGNALS",
+    "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin",
     "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection",
-    "get_current_context", "push_return_value", "render_name", "task_decorator_factory",
+    "get_current_context", "push_return_value", "render_name", "succeeds_by_raising", "task_decorator_factory",
 ]

@@ -6,6 +6,7 @@ what they saw with jobs_test_support.record."""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
 
 from jobs_airflow.decorators import jobs_lock
@@ -51,6 +52,14 @@ with DAG("jobs_trigger", **DAG_ARGS):
     with_jobs_lock(TriggerDagRunOperator)(task_id="trigger", trigger_dag_id="jobs_trigger_target",
                                           trigger_run_id="{{ dag_run.conf.get('run_id', 'triggered-' ~ ds) }}",
                                           jobs_outputs=["trigger.{{ ds }}"])
+
+with DAG("jobs_exits", **DAG_ARGS):
+
+    @task.jobs(outputs=["exited.{{ ds }}"])
+    def exits():
+        sys.exit(0)  # a success on Airflow 2, a failure on Airflow 3
+
+    exits()
 
 # -- return values Airflow cannot push to XCom ---------------------------------------------------
 
