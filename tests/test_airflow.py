@@ -813,3 +813,18 @@ def test_asset_watcher_uses_its_connections_namespace(jobs_env, monkeypatch):
         in_env.close()
         in_conn.close()
     assert event["writer"] == "in-the-connection-namespace"
+
+
+def test_a_user_ending_a_deferred_task_releases_its_locks(jobs_env):
+    """The triggerer calls on_kill when a user marks a deferred task failed or succeeded, or clears it."""
+    from jobs_airflow.triggers import JobsLockedTrigger
+    from jobs_test_support import LockProbeTrigger
+
+    c = jobs_env.coordinator
+    job = c.job([], ["deferred.killed"], duration=5, job_id="airflow/d/t/killed/-1/1").start()
+    token = job.detach(lease=600)
+    trigger = JobsLockedTrigger.around(LockProbeTrigger("deferred.killed"), job.id, token, redis_url=jobs_env.url,
+                                       prefix=jobs_env.prefix)
+    assert c.output_info("deferred.killed").write_lock.job_id == job.id
+    asyncio.run(trigger.on_kill())
+    assert not c.output_info("deferred.killed").written and no_locks(c, "deferred.killed")
