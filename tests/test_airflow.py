@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,7 +57,8 @@ def jobs_env(redis_server, prefix, tmp_path, monkeypatch):
     monkeypatch.setenv("JOBS_PREFIX", prefix)
     monkeypatch.setenv("JOBS_TEST_OUT", str(tmp_path))
     coordinator = jobs_core.Coordinator.from_url(redis_server.url, prefix)
-    yield SimpleNamespace(coordinator=coordinator, out=tmp_path, url=redis_server.url, prefix=prefix)
+    yield SimpleNamespace(coordinator=coordinator, out=tmp_path, url=redis_server.url, prefix=prefix,
+                          port=redis_server.port)
     coordinator.close()
 
 
@@ -64,8 +69,8 @@ def recorded(env, what):
 _dagbag = None
 
 
-def run_dag(dag_id, day, conf=None):
-    """dag.test() one run of ``dag_id`` for ``day``; returns ``{task_id: state}`` (dag.test does not raise)."""
+def dagbag():
+    """The DAGs of tests/airflow_dags, parsed once."""
     global _dagbag
     if _dagbag is None:
         if AIRFLOW_V_3_0_PLUS:
@@ -73,14 +78,28 @@ def run_dag(dag_id, day, conf=None):
         else:
             from airflow.models.dagbag import DagBag
         _dagbag = DagBag(dag_folder=str(jobs_test_env.DAGS))
-        assert not _dagbag.import_errors, _dagbag.import_errors
-    dag = _dagbag.get_dag(dag_id)
+    return _dagbag
+
+
+def run_dag_tis(dag_id, day, conf=None):
+    """dag.test() one run of ``dag_id`` for ``day``; its task instances by task id (dag.test does not raise)."""
+    dag = dagbag().get_dag(dag_id)
+    assert dag is not None, dagbag().import_errors
     when = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
     if AIRFLOW_V_3_0_PLUS:
         run = dag.test(logical_date=when, run_conf=conf)
     else:
         run = dag.test(execution_date=when, run_conf=conf)
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+    return {ti.task_id: ti for ti in run.get_task_instances()}
+
+
+def state(ti):
+    return str(getattr(ti.state, "value", ti.state))
+
+
+def run_dag(dag_id, day, conf=None):
+    """dag.test() one run of ``dag_id`` for ``day``; returns ``{task_id: state}``."""
+    return {task_id: state(ti) for task_id, ti in run_dag_tis(dag_id, day, conf).items()}
 
 
 def run_id_prefix(dag_id, task_id):
@@ -142,10 +161,10 @@ def test_input_trigger_serializes_to_plain_json(redis_server, prefix):
     assert again.serialize() == (classpath, kwargs)
 
 
-async def first_event(trigger, timeout=20.0):
+async def first_event(trigger, timeout=20.0, payload=True):
     async def first():
         async for event in trigger.run():
-            return event.payload
+            return event.payload if payload else event
 
     return await asyncio.wait_for(first(), timeout)
 
@@ -367,3 +386,445 @@ def test_outlet_asset_event_describes_the_written_outputs(jobs_env):
         extras = [e.extra for e in events]
     assert {"jobs_outputs": ["warehouse.users"], "jobs_job_id": info.writer, "jobs_token": info.token} in [
         {k: x.get(k) for k in ("jobs_outputs", "jobs_job_id", "jobs_token")} for x in extras]
+
+
+# -- success is what Airflow counts as success ---------------------------------------------------
+
+
+def written_by_task(coordinator, name, dag_id, task_id):
+    info = coordinator.output_info(name)
+    return info.written and info.writer.startswith(run_id_prefix(dag_id, task_id))
+
+
+def test_operators_that_succeed_by_raising_write_their_outputs(jobs_env):
+    """Airflow 3's ShortCircuitOperator and BranchPythonOperator succeed by raising DownstreamTasksSkipped."""
+    c, day = jobs_env.coordinator, "2026-12-01"
+    assert run_dag("jobs_short_circuit", day) == {"gate": "success", "after": "skipped"}
+    assert written_by_task(c, f"gate.{day}", "jobs_short_circuit", "gate") and no_locks(c, f"gate.{day}")
+    assert run_dag("jobs_branch", day) == {"branch": "success", "left": "success", "right": "skipped"}
+    assert written_by_task(c, f"branch.{day}", "jobs_branch", "branch") and no_locks(c, f"branch.{day}")
+
+
+def test_sys_exit_zero_writes_only_where_airflow_counts_it_a_success(jobs_env):
+    """Airflow 2.11 counts SystemExit(0) from a task as a success; Airflow 3 as a failure."""
+    c, day = jobs_env.coordinator, "2026-12-01"
+    expected = "failed" if AIRFLOW_V_3_0_PLUS else "success"
+    assert run_dag("jobs_exits", day) == {"exits": expected}
+    assert c.output_info(f"exited.{day}").written == (expected == "success") and no_locks(c, f"exited.{day}")
+
+
+def test_trigger_dag_run_writes_only_when_airflow_counts_it_a_success(jobs_env):
+    """Airflow 3's TriggerDagRunOperator raises DagRunTriggerException; Airflow then triggers the run, or
+    fails the task if that run exists already."""
+    c = jobs_env.coordinator
+    if not AIRFLOW_V_3_0_PLUS:  # Airflow 2.11 triggers from the operator, reading the target from the database
+        from airflow.models.dag import DAG
+        from airflow.models.serialized_dag import SerializedDagModel
+
+        target = dagbag().get_dag("jobs_trigger_target")
+        DAG.bulk_write_to_db([target])
+        SerializedDagModel.write_dag(target)
+    run_id = f"triggered-{jobs_env.prefix.strip(':')}"
+    assert run_dag("jobs_trigger", "2026-12-02", conf={"run_id": run_id}) == {"trigger": "success"}
+    assert written_by_task(c, "trigger.2026-12-02", "jobs_trigger", "trigger")
+    assert no_locks(c, "trigger.2026-12-02")
+    assert run_dag("jobs_trigger", "2026-12-03", conf={"run_id": run_id}) == {"trigger": "failed"}  # run exists
+    assert not c.output_info("trigger.2026-12-03").written and no_locks(c, "trigger.2026-12-03")
+
+
+def test_outputs_are_written_only_after_the_return_value_is_stored(jobs_env):
+    """A return value XCom cannot store, or a non-dict with multiple_outputs, fails the task: not written."""
+    c, day = jobs_env.coordinator, "2026-12-04"
+    states = run_dag("jobs_xcom", day)
+    assert states == {"unpushable": "failed", "not_a_dict": "failed", "a_dict": "success",
+                      "plain_unpushable": "failed"}
+    for name in (f"xcom.unpushable.{day}", f"xcom.not_a_dict.{day}", f"xcom.plain.{day}"):
+        assert not c.output_info(name).written and no_locks(c, name)
+    assert written_by_task(c, f"xcom.a_dict.{day}", "jobs_xcom", "a_dict") and no_locks(c, f"xcom.a_dict.{day}")
+
+
+# -- parking for human input (Airflow 3.3) -------------------------------------------------------
+
+try:
+    from airflow.sdk.exceptions import TaskAwaitingInput  # noqa: F401
+    HAS_HITL_PARKING = True
+except ImportError:
+    HAS_HITL_PARKING = False
+needs_hitl = pytest.mark.skipif(not HAS_HITL_PARKING, reason="tasks await human input without a trigger from 3.3")
+
+
+@needs_hitl
+def test_a_task_awaiting_human_input_keeps_its_locks_until_the_answer(jobs_env):
+    c, day = jobs_env.coordinator, "2026-12-05"
+    name = f"approved.{day}"
+    # the human answers from another process, as through the api-server: once the task parked,
+    # and more than jobs_duration=5 s later, when only the parking lease can keep the lock
+    human = subprocess.Popen([sys.executable, "-c", "import jobs_test_support as s; "
+                              f"s.answer_when_parked('jobs_hitl', 'ask', 'Reject', {name!r}, wait=6)"],
+                             env={**os.environ, "PYTHONPATH": str(jobs_test_env.DAGS)})
+    try:
+        states = run_dag("jobs_hitl", day)  # dag.test() waits for the answer
+    finally:
+        assert human.wait(60) == 0
+    assert states == {"ask": "success", "publish": "skipped"}  # Reject: the operator skips what follows
+    seen = recorded(jobs_env, "answered")
+    lock = seen["parked"]["write_lock"]
+    assert lock["job_id"].startswith(run_id_prefix("jobs_hitl", "ask")) and not seen["parked"]["written"]
+    assert lock["expires"] - seen["parked"]["now"] > 60  # the parking lease, far beyond jobs_duration
+    later = seen["later"]["write_lock"]
+    assert (later["job_id"], later["token"]) == (lock["job_id"], lock["token"])
+    assert abs(later["expires"] - lock["expires"]) < 1  # not renewed, not lapsed
+    info = c.output_info(name)
+    assert info.written and info.writer == lock["job_id"] and info.token == lock["token"]  # resumed, same start
+    assert no_locks(c, name)
+
+
+# -- triggers that end their task (end_from_trigger) ---------------------------------------------
+
+
+@pytest.mark.parametrize("end", ["success", "failed", "skipped", "lost"])
+def test_a_trigger_that_ends_its_task_settles_its_locks(jobs_env, end):
+    """The wrapper the locked operator defers with writes (success) or releases (other ends) at once."""
+    from jobs_airflow.triggers import JobsLockedTrigger
+    from jobs_test_support import EndingTrigger
+
+    c = jobs_env.coordinator
+    name = f"ended.direct.{end}"
+    job = c.job([], [name], duration=5, job_id=f"airflow/d/t/{end}/-1/1").start()
+    token = job.detach(lease=600)
+    if end == "lost":
+        c.unlock(outputs=[name])  # forced unlock while the task is deferred
+    wrapped = JobsLockedTrigger.around(EndingTrigger("success" if end == "lost" else end), job.id, token,
+                                       redis_url=jobs_env.url, prefix=jobs_env.prefix)
+    classpath, kwargs = wrapped.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs and classpath == "jobs_airflow.triggers.JobsLockedTrigger"
+    trigger = JobsLockedTrigger(**kwargs)  # as the triggerer makes it
+    event = asyncio.run(first_event(trigger, payload=False))
+    expected = "failed" if end == "lost" else end
+    assert str(getattr(event.task_instance_state, "value", event.task_instance_state)) == expected
+    info = c.output_info(name)
+    assert info.written == (end == "success") and no_locks(c, name)
+    if end == "success":
+        assert info.writer == job.id and info.token == token
+
+
+def test_dag_test_of_a_task_its_trigger_ends(jobs_env):
+    """dag.test() resumes a task its trigger ended (the triggerer would not): nothing is left to run."""
+    c = jobs_env.coordinator
+    assert run_dag("jobs_end_in_trigger", "2026-12-06") == {"ended": "success"}
+    assert written_by_task(c, "ended.2026-12-06", "jobs_end_in_trigger", "ended")
+    assert no_locks(c, "ended.2026-12-06")
+    assert not (jobs_env.out / "ended.json").exists()  # its trigger ended it: execute_complete never ran
+    assert run_dag("jobs_end_in_trigger", "2026-12-07", conf={"state": "failed"}) == {"ended": "failed"}
+    assert not c.output_info("ended.2026-12-07").written and no_locks(c, "ended.2026-12-07")
+
+
+# -- killed tasks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dag_id", "task_id", "name"), [
+    ("jobs_killed", "killed", "killed.2026-12-08"),
+    ("jobs_killed_plain", "killed_plain", "killed.plain.2026-12-08"),
+])
+def test_a_killed_task_writes_nothing_and_releases_at_once(jobs_env, dag_id, task_id, name):
+    """Airflow's SIGTERM path calls on_kill; Airflow 3 then lets a Python task's code go on and return."""
+    from jobs_airflow.version_compat import AirflowTaskTerminated
+
+    c = jobs_env.coordinator
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        if AIRFLOW_V_3_0_PLUS:
+            assert run_dag(dag_id, "2026-12-08") == {task_id: "failed"}
+        else:  # Airflow 2.11 raises in its SIGTERM handler, and its dag.test() lets that through
+            with pytest.raises(AirflowTaskTerminated):
+                run_dag(dag_id, "2026-12-08")
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # Airflow's handler stays installed after dag.test()
+    assert not c.output_info(name).written and no_locks(c, name)
+    if AIRFLOW_V_3_0_PLUS:  # the task's code went on after on_kill: the lock was released by then
+        seen = recorded(jobs_env, task_id)
+        assert seen["holder"] is None and not seen["written"]
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def test_names_are_templated_as_names_never_as_template_files(jobs_env):
+    """BashOperator loads templates ending in .sh as files, at parse time and at run time; names are names."""
+    c, day = jobs_env.coordinator, "2026-12-09"
+    assert (jobs_test_env.DAGS / "names_are_not_files.sh").exists()
+    task = dagbag().get_dag("jobs_names_not_files").get_task("write")
+    assert task.jobs_outputs == ["script.{{ ds }}.sh", "names_are_not_files.sh"]  # not replaced by the file
+    assert run_dag("jobs_names_not_files", day) == {"write": "success"}
+    for name in (f"script.{day}.sh", "names_are_not_files.sh"):
+        assert written_by_task(c, name, "jobs_names_not_files", "write") and no_locks(c, name)
+
+
+def test_names_from_upstream_tasks(jobs_env):
+    """XComArgs as the whole names list or as items: the DAG imports, upstream tasks run first."""
+    c, day = jobs_env.coordinator, "2026-12-10"
+    errors = {path: error for path, error in dagbag().import_errors.items() if "jobs_xcomarg_dags" in path}
+    assert not errors, '\n'.join(errors.values())
+    dag = dagbag().get_dag("jobs_xcomarg")
+    assert "input_names" in dag.get_task("wait").upstream_task_ids
+    assert {"input_names", "output_names"} <= dag.get_task("write").upstream_task_ids
+    assert {"input_names", "one_name"} <= dag.get_task("flow").upstream_task_ids
+    c.create_outputs([f"xcomarg.in.{day}"])
+    states = run_dag("jobs_xcomarg", day)
+    assert set(states.values()) == {"success"}, states
+    for task_id, names in (("write", [f"xcomarg.out.{day}", f"xcomarg.out2.{day}"]),
+                           ("flow", [f"xcomarg.one.{day}", f"xcomarg.flow.{day}"])):
+        for name in names:
+            assert written_by_task(c, name, "jobs_xcomarg", task_id) and no_locks(c, name)
+    assert no_locks(c, f"xcomarg.in.{day}")
+
+
+def test_timedelta_durations_are_accepted(jobs_env):
+    c, day = jobs_env.coordinator, "2026-12-11"
+    task = dagbag().get_dag("jobs_timedelta").get_task("write")
+    assert (task.jobs_settings["wait"], task.jobs_settings["duration"]) == (1.0, 60.0)
+    assert task.jobs_settings["deferral_lease"] == 3600.0
+    assert run_dag("jobs_timedelta", day) == {"write": "success", "flow": "success", "plain": "success",
+                                              "wait": "success"}
+    for task_id, name in (("write", f"td.{day}"), ("flow", f"td.flow.{day}"), ("plain", f"td.plain.{day}")):
+        assert written_by_task(c, name, "jobs_timedelta", task_id) and no_locks(c, name)
+
+
+def test_bad_arguments_are_refused_when_the_dag_is_parsed():
+    from datetime import timedelta
+
+    from jobs_airflow.decorators import jobs_lock, jobs_task
+    from jobs_airflow.sensors import JobsInputSensor
+    from jobs_test_support import DeferOnceOperator
+
+    locked = with_jobs_lock(DeferOnceOperator)
+    with pytest.raises(TypeError, match="jobs_duration"):
+        locked(task_id="x", probe="p", jobs_duration="300")
+    with pytest.raises(ValueError, match="jobs_wait"):
+        locked(task_id="x", probe="p", jobs_wait=-1)
+    with pytest.raises(ValueError, match="jobs_deferral_lease"):
+        locked(task_id="x", probe="p", jobs_deferral_lease=timedelta(0))
+    with pytest.raises(TypeError, match="jobs_outputs"):
+        locked(task_id="x", probe="p", jobs_outputs=[3])
+    with pytest.raises(TypeError, match="duration"):
+        jobs_lock([], ["x"], duration="60")
+    with pytest.raises(TypeError, match="wait"):
+        jobs_task(outputs=["x"], wait=[1])
+    with pytest.raises(TypeError, match="poll_interval"):
+        JobsInputSensor(task_id="x", inputs=["x"], poll_interval="5")
+    with pytest.raises(TypeError, match="list of names"):
+        JobsInputSensor(task_id="x", inputs="x")
+
+
+def test_jobs_lock_refuses_names_from_upstream_tasks():
+    """@jobs_lock is no operator: it could not make the upstream task a dependency."""
+    from jobs_airflow.decorators import jobs_lock
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk import DAG, task
+    else:
+        from airflow import DAG
+        from airflow.decorators import task
+
+    with DAG("jobs_lock_xcomarg", schedule=None, start_date=datetime(2026, 11, 1)):
+
+        @task
+        def names():
+            return ["a"]
+
+        with pytest.raises(TypeError, match="@task.jobs"):
+            jobs_lock([], names())
+
+
+# -- outputs that may not be overwritten ----------------------------------------------------------
+
+
+def test_existing_output_without_overwrite_fails_at_once_without_retries(jobs_env):
+    c, day = jobs_env.coordinator, "2026-12-12"
+    c.create_outputs([f"kept.{day}"], job_id="earlier-writer")
+    began = time.monotonic()
+    tis = run_dag_tis("jobs_no_overwrite", day)  # retries=2, jobs_wait=5
+    assert state(tis["write"]) == "failed" and tis["write"].try_number == 1
+    assert time.monotonic() - began < 5  # no waiting for what no wait can change
+    assert not (jobs_env.out / "ran").exists()
+    assert c.output_info(f"kept.{day}").writer == "earlier-writer" and no_locks(c, f"kept.{day}")
+
+
+def test_output_exists_error_says_why_and_forbids_retries(jobs_env):
+    from jobs_airflow.operators import JobsOutputExists
+    from jobs_airflow.version_compat import AirflowFailException
+
+    jobs_env.coordinator.create_outputs(["exists.already"], job_id="earlier-writer")
+    context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
+    lock = JobsLock([], ["exists.already"], overwrite=False, wait=5, redis_url=jobs_env.url, prefix=jobs_env.prefix)
+    with pytest.raises(JobsOutputExists) as err:
+        lock.start(context)
+    assert isinstance(err.value, AirflowFailException)
+    message = str(err.value)
+    assert "jobs_overwrite=False" in message and "earlier-writer" in message and "exists.already" in message
+    assert "waiting" not in message and "retries apply" not in message
+
+
+# -- secrets and hostile text --------------------------------------------------------------------
+
+PASSWORD = "Sup3r/S3cret"  # an unencoded / makes the URL unparseable by urllib
+
+
+def no_secret(text):
+    return all(part not in text for part in ("Sup3r", "S3cret", "h1dden"))
+
+
+@pytest.mark.parametrize("url", [
+    "redis://jobs:h1dden@127.0.0.1:1/0",
+    "redis://127.0.0.1:1/0?password=h1dden",
+    "redis+sentinel://127.0.0.1:26379/mymaster?sentinel_password=h1dden",
+    f"redis://jobs:{PASSWORD}@127.0.0.1:1/0",
+])
+def test_no_repr_or_error_shows_a_password(url):
+    from jobs_airflow.triggers import JobsLockedTrigger
+    from jobs_test_support import LockProbeTrigger
+
+    target = JobsHook(redis_url=url).target()
+    assert no_secret(repr(target)) and "***" in repr(target)
+    shown = [repr(JobsInputTrigger(inputs=["a"], redis_url=url)),
+             repr(JobsLockedTrigger.around(LockProbeTrigger("a"), "job", 1, redis_url=url))]
+    if AIRFLOW_V_3_0_PLUS:
+        from jobs_airflow.triggers import JobsOutputTrigger
+
+        shown.append(repr(JobsOutputTrigger(name="a", redis_url=url)))
+    for text in shown:
+        assert no_secret(text) and "***" in text, text
+    try:
+        JobsHook(redis_url=url).get_conn().close()  # clients connect lazily: only a bad URL fails here
+    except jobs_core.ConfigurationError as exc:
+        assert no_secret(str(exc)) and no_secret(repr(exc)) and exc.__cause__ is None
+        assert "***" in str(exc)
+    else:
+        assert PASSWORD not in url  # the unparseable form must be refused
+
+
+def test_connection_password_is_hidden_in_the_target(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_SECRET", json.dumps(
+        {"conn_type": "redis", "host": "127.0.0.1", "port": 1, "login": "jobs", "password": PASSWORD}))
+    target = JobsHook(redis_conn_id="jobs_secret").target()
+    assert target.options["password"] == PASSWORD
+    assert no_secret(repr(target)) and "***" in repr(target)
+
+
+HOSTILE = "evil\x1b[2J\nFORGED: all good\u202e"
+
+
+def escaped(text):
+    return not any(ch in text for ch in "\x1b\n\u202e") and "\\x1b" in text
+
+
+def test_hostile_job_ids_and_hosts_are_escaped_in_task_messages(jobs_env):
+    """A jobs.py client may hold a lock under any job id; a holder record may name any host."""
+    from jobs_airflow.sensors import JobsInputSensor
+
+    c = jobs_env.coordinator
+    c.client.set(jobs_env.prefix + "olock:hostile.id", "jobspy" + HOSTILE, ex=60)  # a jobs.py client's lock
+    holder = c.job([], ["hostile.host"], duration=60, job_id="jobs-core-writer").start()
+    c.client.hset(jobs_env.prefix + "jobs:holder:" + holder.id, "host", "host" + HOSTILE)
+    try:
+        context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
+        lock = JobsLock([], ["hostile.id"], wait=0.2, redis_url=jobs_env.url, prefix=jobs_env.prefix)
+        with pytest.raises(JobsLockUnavailable) as err:  # the task's error, in its log
+            lock.start(context)
+        assert escaped(str(err.value)), str(err.value)
+
+        sensor = JobsInputSensor(task_id="wait", inputs=["hostile.id", "hostile.host"], redis_url=jobs_env.url,
+                                 prefix=jobs_env.prefix, timeout=1)
+        with task_log(sensor) as lines:  # a poke's log line says what blocks the inputs
+            assert not sensor.poke({})
+        blocked = [line for line in lines if "not ready" in line]
+        assert blocked and escaped(blocked[0]) and "on hostevil\\x1b" in blocked[0], lines
+
+        trigger = JobsInputTrigger(inputs=["hostile.id", "hostile.host"], redis_url=jobs_env.url,
+                                   prefix=jobs_env.prefix, deadline=time.time() + 0.3)
+        event = asyncio.run(first_event(trigger))
+        assert event["status"] == "timeout" and all(escaped(b) for b in event["blockers"]), event
+        with pytest.raises(Exception) as err:  # AirflowSensorTimeout, from an event with raw text
+            sensor.execute_complete({}, {"status": "timeout", "inputs": ["x"],
+                                         "blockers": [f"output_locked: 'x' (held by {HOSTILE})"]})
+        assert escaped(str(err.value))
+    finally:
+        holder.stop(failed=True)
+
+
+@contextmanager
+def task_log(task):
+    """The lines ``task`` logs in the block (Airflow 3 logs through structlog, Airflow 2 through logging)."""
+    lines = []
+    if AIRFLOW_V_3_0_PLUS:
+        import structlog
+
+        with structlog.testing.capture_logs() as captured:
+            yield lines
+        for entry in captured:
+            args = entry.get("positional_args") or ()
+            lines.append(entry["event"] % tuple(args) if args else entry["event"])
+        return
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    task.log.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        task.log.removeHandler(handler)
+
+
+@needs_assets
+def test_asset_watcher_uses_its_connections_namespace(jobs_env, monkeypatch):
+    """jobs_asset(redis_conn_id=...) names and watches the output in the connection's namespace."""
+    from jobs_airflow.assets import jobs_asset
+    from jobs_airflow.triggers import JobsOutputTrigger
+
+    conn_prefix, env_prefix = jobs_env.prefix + "conn:", jobs_env.prefix + "env:"
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_NAMESPACE", json.dumps(
+        {"conn_type": "redis", "host": "127.0.0.1", "port": jobs_env.port, "extra": {"jobs_prefix": conn_prefix}}))
+    monkeypatch.setenv("JOBS_PREFIX", env_prefix)
+    monkeypatch.delenv("JOBS_REDIS_URL")
+    asset = jobs_asset("landing", redis_conn_id="jobs_namespace", watch=True, poll_interval=0.5)
+    assert asset.uri == f"x-jobs:{conn_prefix}landing" and asset.name == f"{conn_prefix}landing"
+    classpath, kwargs = asset.watchers[0].trigger.serialize()
+    trigger = JobsOutputTrigger(**kwargs)  # as the triggerer makes it
+    in_env = jobs_core.Coordinator.from_url(jobs_env.url, env_prefix)
+    in_conn = jobs_core.Coordinator.from_url(jobs_env.url, conn_prefix)
+
+    def writes():
+        time.sleep(0.7)
+        with in_env.job([], ["landing"], job_id="in-the-environment-namespace"):
+            pass
+        time.sleep(0.7)
+        with in_conn.job([], ["landing"], job_id="in-the-connection-namespace"):
+            pass
+
+    thread = threading.Thread(target=writes)
+    thread.start()
+    try:
+        event = asyncio.run(first_event(trigger))
+    finally:
+        thread.join()
+        in_env.close()
+        in_conn.close()
+    assert event["writer"] == "in-the-connection-namespace"
+
+
+def test_a_user_ending_a_deferred_task_releases_its_locks(jobs_env):
+    """The triggerer calls on_kill when a user marks a deferred task failed or succeeded, or clears it."""
+    from jobs_airflow.triggers import JobsLockedTrigger
+    from jobs_test_support import LockProbeTrigger
+
+    c = jobs_env.coordinator
+    job = c.job([], ["deferred.killed"], duration=5, job_id="airflow/d/t/killed/-1/1").start()
+    token = job.detach(lease=600)
+    trigger = JobsLockedTrigger.around(LockProbeTrigger("deferred.killed"), job.id, token, redis_url=jobs_env.url,
+                                       prefix=jobs_env.prefix)
+    assert c.output_info("deferred.killed").write_lock.job_id == job.id
+    asyncio.run(trigger.on_kill())
+    assert not c.output_info("deferred.killed").written and no_locks(c, "deferred.killed")

@@ -1,8 +1,10 @@
 """Airflow 3's real components — api-server, scheduler, triggerer, dag-processor — with jobs_airflow.
 
 Shows a deferrable JobsInputSensor waiting in the triggerer (woken by a plain jobs_core
-job), a wrapped deferrable operator resuming with its next_kwargs, and a DAG run scheduled
-by an AssetWatcher on a jobs_core output written outside Airflow. Takes a minute or two:
+job), a wrapped deferrable operator resuming with its next_kwargs, a DAG run scheduled
+by an AssetWatcher on a jobs_core output written outside Airflow, and wrapped operators
+whose triggers end the task in the triggerer (end_from_trigger) writing their outputs there,
+and a wrapped TriggerDagRunOperator waiting for the run it triggers (in a worker, deferred). Takes a minute or two:
 marked ``airflow_services`` so a quick local run can deselect it (``-m "not airflow_services"``).
 """
 
@@ -131,7 +133,8 @@ def airflow(tmp_path, redis_server, prefix):
 def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
     c = airflow.coordinator
     airflow.wait_for("the DAGs to be parsed", lambda: len(airflow.query(
-        "select dag_id from serialized_dag where dag_id in ('jobs_services_sensor', 'jobs_services_watched')")) == 2,
+        "select dag_id from serialized_dag where dag_id in ('jobs_services_sensor', 'jobs_services_watched', "
+        "'jobs_services_ended', 'jobs_services_target', 'jobs_services_trigger')")) == 5,
         timeout=240)
 
     # 1. the deferrable sensor waits in the triggerer, not in a worker
@@ -166,3 +169,27 @@ def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
     assert runs == [("asset_triggered",)]
     landed = json.loads((airflow.out / "landed.json").read_text())
     assert [e["payload"]["writer"] for e in landed["extras"]] == ["luigi-landing"]  # the trigger event, as extra
+
+    # 3. triggers that end their task in the triggerer (end_from_trigger): the outputs are written there
+    airflow.cli("dags", "trigger", "jobs_services_ended")
+    airflow.wait_for("the tasks ended by their triggers to succeed", lambda: sorted(airflow.query(
+        "select task_id, state from task_instance where dag_id = 'jobs_services_ended'")) == [
+        ("at_time", "success"), ("ended", "success")])
+    for task_id, name in (("ended", "svc.ended"), ("at_time", "svc.at_time")):
+        info = c.output_info(name)
+        assert info.written and info.writer.startswith(f"airflow/jobs_services_ended/{task_id}/"), info
+        assert info.write_lock is None and not info.readers
+    assert not (airflow.out / "ended.json").exists()  # never resumed on a worker
+
+    # 4. TriggerDagRunOperator waiting for its run, in the worker or deferred: written once it succeeded
+    airflow.cli("dags", "unpause", "jobs_services_target")
+    airflow.cli("dags", "trigger", "jobs_services_trigger")
+    airflow.wait_for("the triggering tasks to succeed", lambda: sorted(airflow.query(
+        "select task_id, state from task_instance where dag_id = 'jobs_services_trigger'")) == [
+        ("trigger_deferred", "success"), ("trigger_waiting", "success")])
+    assert airflow.query("select count(*) from dag_run where dag_id = 'jobs_services_target' and state = 'success'"
+                         ) == [(2,)]
+    for kind in ("waiting", "deferred"):
+        info = c.output_info(f"svc.triggered.{kind}")
+        assert info.written and info.writer.startswith(f"airflow/jobs_services_trigger/trigger_{kind}/"), info
+        assert info.write_lock is None and not info.readers

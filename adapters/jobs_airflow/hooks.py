@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jobs_core
+from jobs_core.connect import SCHEMES, client_from_url
 from jobs_core.coordinator import ENV_PREFIX, ENV_URL
+from jobs_core.urls import MASK, SECRET_OPTION, hide_password
 
 from .version_compat import AirflowNotFoundException, BaseHook, aget_connection
 
@@ -26,9 +28,17 @@ PREFIX_EXTRA = "jobs_prefix"
 CLIENT_TIMEOUTS = {"socket_timeout": 30.0, "socket_connect_timeout": 10.0}
 
 
+def _shown_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: MASK if SECRET_OPTION.search(k) and v is not None else v for k, v in options.items()}
+
+
 @dataclass(frozen=True)
 class Target:
-    """A resolved Redis target: a URL, or client keyword arguments from a connection."""
+    """A resolved Redis target: a URL, or client keyword arguments from a connection.
+
+    Its ``repr()`` and its errors show the URL with the password and every
+    secret option hidden (:func:`jobs_core.urls.hide_password`).
+    """
 
     url: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -36,24 +46,50 @@ class Target:
     prefix: str = ""
     source: str = ""
 
+    def __repr__(self) -> str:
+        url = None if self.url is None else hide_password(self.url)
+        return (f"Target(url={url!r}, options={_shown_options(self.options)!r}, cluster={self.cluster!r}, "
+                f"prefix={self.prefix!r}, source={self.source!r})")
+
     def client(self, asyncio: bool) -> Any:
-        """A new redis-py client (``redis.asyncio`` if ``asyncio``) for this target."""
+        """A new redis-py client (``redis.asyncio`` if ``asyncio``) for this target.
+
+        URLs are those of :func:`jobs_core.connect.client_from_url` (one server,
+        Sentinel, Cluster; plain or TLS).
+
+        Raises:
+            jobs_core.ConfigurationError: the URL cannot be used; the message shows it with
+                its secrets hidden, and nothing of what redis-py quoted from it.
+        """
         if asyncio:
-            import redis.asyncio as mod
+            from redis.asyncio import Redis
             from redis.asyncio.cluster import RedisCluster
         else:
-            import redis as mod  # type: ignore[no-redef]
+            from redis import Redis  # type: ignore[assignment]
             from redis.cluster import RedisCluster  # type: ignore[assignment]
         options = {**CLIENT_TIMEOUTS, **self.options}
         if self.url is not None:
-            try:
-                return mod.Redis.from_url(self.url, **options)
-            except ValueError as exc:
-                raise jobs_core.ConfigurationError(f"bad Redis URL from {self.source}: {exc}") from None
+            return self._client_from_url(asyncio, options)
         if self.cluster:
             options.pop("db", None)
             return RedisCluster(**options)
-        return mod.Redis(**options)
+        return Redis(**options)
+
+    def _client_from_url(self, asyncio: bool, options: dict[str, Any]) -> Any:
+        url = self.url
+        shown = hide_password(url) if isinstance(url, str) else f"<{type(url).__name__}>"
+        scheme = url.partition("://")[0].lower() if isinstance(url, str) and "://" in url else None
+        if scheme not in SCHEMES:
+            raise jobs_core.ConfigurationError(f"bad Redis URL from {self.source}: {shown!r}; it must start with "
+                                               + ", ".join(f"{s}://" for s in SCHEMES))
+        try:
+            return client_from_url(url, asyncio=asyncio, **options)
+        except (jobs_core.ConfigurationError, ValueError, TypeError):
+            # redis-py's own message may quote part of a password holding an unencoded / ? # or @
+            raise jobs_core.ConfigurationError(
+                f"bad Redis URL from {self.source}: {shown!r} cannot be parsed (check the host, port and "
+                f"database; a password holding / ? # @ or % must be percent-encoded, e.g. with "
+                f"urllib.parse.quote(password, safe=''))") from None
 
 
 def target_from_connection(conn: Any, prefix: str | None) -> Target:

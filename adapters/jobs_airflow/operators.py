@@ -2,235 +2,92 @@
 
 ``with_jobs_lock(BashOperator)`` returns a subclass that read-locks
 ``jobs_inputs`` and write-locks ``jobs_outputs`` while the task runs and
-writes the outputs only if it succeeds. The job id is fixed per dag, run,
-task, map index and try, so a deferrable operator keeps its locks across a
-deferral: the lease is extended to cover it, and ``resume_execution`` adopts
-the same start by its fencing token.
+writes the outputs only if it succeeds (see :mod:`jobs_airflow.locks` for the
+lifecycle: parking, success by exception, ``on_kill``).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import jobs_core
-
-from .hooks import JobsHook
-from .version_compat import AIRFLOW_V_3_0_PLUS, AirflowException, BaseOperator, TaskDeferred
-
-log = logging.getLogger(__name__)
-
-#: Lease of every lock, in seconds; the heartbeat renews it every third.
-DEFAULT_DURATION = 300.0
-#: How long a task waits for busy or missing resources before failing (so that retries apply).
-DEFAULT_WAIT = 60.0
-#: Lease given to the locks of a deferred task whose deferral has no timeout.
-DEFAULT_DEFERRAL_LEASE = 3600.0
-#: Key of the lock state in a deferred task's ``next_kwargs``.
-STATE_KEY = "jobs_core_lock"
+from . import arguments
+from .locks import (
+    DEFAULT_DEFERRAL_LEASE,
+    DEFAULT_DURATION,
+    DEFAULT_WAIT,
+    STATE_KEY,
+    Execution,
+    JobsLock,
+    JobsLockLost,
+    JobsLockUnavailable,
+    JobsOutputExists,
+    JobsTaskKilled,
+    job_id_for,
+)
+from .version_compat import BaseOperator
 
 OperatorClass = TypeVar("OperatorClass", bound=type)
 
+__all__ = [
+    "DEFAULT_DEFERRAL_LEASE", "DEFAULT_DURATION", "DEFAULT_WAIT", "STATE_KEY", "JobsLock", "JobsLockLost",
+    "JobsLockUnavailable", "JobsLocked", "JobsOutputExists", "JobsTaskKilled", "NameFields", "job_id_for",
+    "with_jobs_lock",
+]
 
 
-@contextmanager
-def _closed_on_error(coordinator: jobs_core.Coordinator) -> Iterator[None]:
-    """Close ``coordinator`` if the block fails (it holds no job then), and let the error through."""
-    try:
-        yield
-    except BaseException:
-        coordinator.close()
-        raise
+class NameFields:
+    """Operator mixin: the template fields listed in ``name_fields`` hold jobs_core names.
 
-
-class JobsLockUnavailable(AirflowException):
-    """The task could not take its jobs_core locks within its wait; Airflow's retries apply."""
-
-
-class JobsLockLost(AirflowException):
-    """The task lost its jobs_core locks (a lease ran out, a forced unlock): its outputs were not written."""
-
-
-def job_id_for(context: Any) -> str:
-    """The jobs_core job id of a task instance: ``airflow/<dag>/<task>/<run>/<map index>/<try>``."""
-    ti = context["ti"]
-    return f"airflow/{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}/{ti.try_number}"
-
-
-def _seconds(value: timedelta | float | None) -> float | None:
-    if value is None:
-        return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _names(value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        raise TypeError(f"{what} must be a list of names, not one str ({value!r})")
-    return [str(n) if isinstance(n, jobs_core.TYPE_NG) else n for n in value]
-
-
-@dataclass
-class JobsLock:
-    """How one task locks: names (already rendered) and jobs_core settings.
-
-    Args:
-        inputs: names read-locked while the task runs; they must exist.
-        outputs: names write-locked while the task runs, written if it succeeds.
-        duration: lease of the locks, in seconds (renewed by the heartbeat).
-        wait: seconds to wait for busy or missing resources before failing.
-        overwrite: if False, an existing output makes the task fail.
-        deferral_lease: lease given to the locks while the task is deferred
-            (default: the deferral's timeout plus ``duration``, else one hour).
-        redis_conn_id, redis_url, prefix: see :class:`jobs_airflow.hooks.JobsHook`.
+    They are rendered as names only (string templates, never template files
+    loaded by the operator's ``template_ext``, nor replaced by a file's content
+    when the DAG is parsed), and may hold upstream ``XComArg`` s.
     """
 
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    duration: float = DEFAULT_DURATION
-    wait: float = DEFAULT_WAIT
-    overwrite: bool = True
-    deferral_lease: float | None = None
-    redis_conn_id: str | None = None
-    redis_url: str | None = None
-    prefix: str | None = None
+    name_fields: tuple[str, ...] = ()
 
-    def _coordinator(self) -> jobs_core.Coordinator:
-        return JobsHook(redis_conn_id=self.redis_conn_id, redis_url=self.redis_url, prefix=self.prefix).get_conn()
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any, jinja_env: Any,
+                                   seen_oids: set[int]) -> None:
+        if parent is self:
+            template_fields = list(template_fields)
+            for name in self.name_fields:
+                if name in template_fields:
+                    setattr(self, name, arguments.render_names(self, getattr(self, name), context, jinja_env, name))
+            template_fields = [f for f in template_fields if f not in self.name_fields]
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]
 
-    def _job(self, coordinator: jobs_core.Coordinator, job_id: str, inputs: list[str], outputs: list[str],
-             **options: Any) -> jobs_core.Job:
-        options.setdefault("duration", self.duration)
-        return coordinator.job(inputs, outputs, overwrite=self.overwrite, job_id=job_id, **options)
-
-    def start(self, context: Any) -> jobs_core.Job:
-        """Take the locks for this task instance, waiting up to ``wait`` seconds.
-
-        Raises:
-            JobsLockUnavailable: still busy or missing after the wait.
-        """
-        coordinator = self._coordinator()
-        job = self._job(coordinator, job_id_for(context), self.inputs, self.outputs, wait=self.wait)
-        with _closed_on_error(coordinator):
-            try:
-                job.start()
-            except jobs_core.ResourceUnavailable as exc:
-                raise JobsLockUnavailable(f"jobs_core locks for {job.id} not available after waiting "
-                                          f"{self.wait}s (jobs_wait): {exc}") from exc
-        log.info("jobs_core: %s holds %s (read) and %s (write), token %s", job.id, self.inputs, self.outputs,
-                 job.token)
-        return job
-
-    def resume(self, context: Any, state: dict[str, Any]) -> jobs_core.Job:
-        """Adopt the locks a deferred try of this task holds (``state`` from its ``next_kwargs``).
-
-        Raises:
-            JobsLockLost: the locks lapsed or were taken while the task was deferred.
-        """
-        job_id = state.get("job_id") or job_id_for(context)
-        inputs, outputs = state.get("inputs", self.inputs), state.get("outputs", self.outputs)
-        coordinator = self._coordinator()
-        job = self._job(coordinator, job_id, inputs, outputs)
-        with _closed_on_error(coordinator):
-            try:
-                token = state.get("token") or self._find_token(coordinator, job_id)
-                job.resume(token)
-            except jobs_core.LockLost as exc:
-                raise JobsLockLost(f"jobs_core locks of {job_id} were lost while the task was deferred (lease "
-                                   f"jobs_deferral_lease ran out, or a forced unlock); nothing was written: "
-                                   f"{exc}") from exc
-        log.info("jobs_core: %s resumed its locks, token %s", job_id, token)
-        return job
-
-    @staticmethod
-    def _find_token(coordinator: jobs_core.Coordinator, job_id: str) -> int:
-        """The token of the running start of ``job_id``.
-
-        Needed when the deferral's ``next_kwargs`` did not come back (``dag.test()``
-        replaces them with the trigger's event).
-        """
-        holder = coordinator.holder(job_id)
-        if holder is None:
-            raise jobs_core.LockLost(job_id, {"job_running": [job_id]}, f"job {job_id!r} holds no lock any more")
-        return holder.token
-
-    def hand_over(self, job: jobs_core.Job, deferred: TaskDeferred) -> None:
-        """The task defers: extend the leases to cover the deferral, stop renewing here, and
-        record the start in the deferral's ``next_kwargs``.
-
-        Raises:
-            JobsLockLost: the locks were already lost; the task fails instead of deferring.
-        """
-        timeout = _seconds(getattr(deferred, "timeout", None))
-        lease = self.deferral_lease or (timeout + self.duration if timeout else DEFAULT_DEFERRAL_LEASE)
-        coordinator = job.coordinator
+    def resolve_template_files(self) -> None:
+        saved = {name: self.__dict__[name] for name in self.name_fields if name in self.__dict__}
+        self.__dict__.update(dict.fromkeys(saved, ()))  # hidden from the file lookup
         try:
-            job.detach(lease=lease)
-        except jobs_core.LockLost as exc:
-            try:  # release what this start still holds rather than let it lapse
-                coordinator.stop_job(job.id, failed=True, token=job.token)
-            except jobs_core.JobsError:
-                pass
-            raise JobsLockLost(f"jobs_core locks of {job.id} were lost before the task deferred; nothing was "
-                               f"written: {exc}") from exc
+            super().resolve_template_files()  # type: ignore[misc]
         finally:
-            coordinator.close()
-        deferred.kwargs = {**(deferred.kwargs or {}), STATE_KEY: {
-            "job_id": job.id, "token": job.token, "inputs": list(job.inputs), "outputs": list(job.outputs)}}
-        log.info("jobs_core: %s keeps its locks while deferred (lease %ss)", job.id, lease)
-
-    def finish(self, job: jobs_core.Job, failed: bool) -> None:
-        """Stop the job: outputs written unless ``failed``; locks released either way.
-
-        Raises:
-            JobsLockLost: a successful task had lost a lock, so nothing was written.
-        """
-        try:
-            job.stop(failed=failed)
-        except jobs_core.LockLost as exc:
-            raise JobsLockLost(f"jobs_core: task {job.id} succeeded but had lost its locks, so its outputs "
-                               f"{list(job.outputs)} were not written: {exc}") from exc
-        finally:
-            job.coordinator.close()
-
-    def run(self, job: jobs_core.Job, call: Callable[[], Any]) -> Any:
-        """Run ``call()`` under ``job``'s locks: stop written on return, failed on an exception,
-        handed over on a deferral."""
-        try:
-            result = call()
-        except TaskDeferred as deferred:
-            self.hand_over(job, deferred)
-            raise
-        except BaseException:
-            try:
-                self.finish(job, failed=True)
-            except Exception:
-                log.exception("jobs_core: could not release the locks of %s; they lapse with their lease", job.id)
-            raise
-        self.finish(job, failed=False)
-        return result
+            self.__dict__.update(saved)
 
 
 class JobsLocked:
     """Marks the classes made by :func:`with_jobs_lock` (``isinstance(task, JobsLocked)``)."""
 
-    jobs_inputs: list[str]
-    jobs_outputs: list[str]
+    jobs_inputs: arguments.Names
+    jobs_outputs: arguments.Names
 
 
-def _init(task: Any, jobs_inputs: Sequence[str] = (), jobs_outputs: Sequence[str] = (),
-          jobs_duration: float = DEFAULT_DURATION, jobs_wait: float = DEFAULT_WAIT, jobs_overwrite: bool = True,
-          jobs_deferral_lease: float | None = None, jobs_conn_id: str | None = None,
-          jobs_redis_url: str | None = None, jobs_prefix: str | None = None) -> None:
-    task.jobs_inputs = _names(jobs_inputs, "jobs_inputs")
-    task.jobs_outputs = _names(jobs_outputs, "jobs_outputs")
-    task.jobs_settings = {"duration": jobs_duration, "wait": jobs_wait, "overwrite": jobs_overwrite,
-                          "deferral_lease": jobs_deferral_lease, "redis_conn_id": jobs_conn_id,
-                          "redis_url": jobs_redis_url, "prefix": jobs_prefix}
+def _init(task: Any, jobs_inputs: Any, jobs_outputs: Any, jobs_duration: float | timedelta,
+          jobs_wait: float | timedelta, jobs_overwrite: bool, jobs_deferral_lease: float | timedelta | None,
+          jobs_conn_id: str | None, jobs_redis_url: str | None, jobs_prefix: str | None) -> None:
+    """Check the ``jobs_*`` arguments when the DAG is parsed, and keep them on ``task``."""
+    task.jobs_inputs = arguments.names(jobs_inputs, "jobs_inputs")
+    task.jobs_outputs = arguments.names(jobs_outputs, "jobs_outputs")
+    task.jobs_settings = {
+        "duration": arguments.seconds(jobs_duration, "jobs_duration", minimum=0.001),
+        "wait": arguments.seconds(jobs_wait, "jobs_wait"),
+        "overwrite": bool(jobs_overwrite),
+        "deferral_lease": arguments.seconds(jobs_deferral_lease, "jobs_deferral_lease", minimum=0.001,
+                                            allow_none=True),
+        "redis_conn_id": jobs_conn_id, "redis_url": jobs_redis_url, "prefix": jobs_prefix,
+    }
 
 
 def _lock(task: Any) -> JobsLock:
@@ -238,13 +95,10 @@ def _lock(task: Any) -> JobsLock:
     return JobsLock(list(task.jobs_inputs), list(task.jobs_outputs), **task.jobs_settings)
 
 
-def _done(task: Any, result: Any, context: Any, job: jobs_core.Job) -> Any:
-    """The task succeeded: describe the outputs on its jobs_core asset outlets (Airflow 3)."""
-    if AIRFLOW_V_3_0_PLUS and job.outputs:
-        from .assets import describe_outputs
-
-        describe_outputs(task, context, job)
-    return result
+def _execution(task: Any) -> Execution:
+    """A new :class:`Execution`, where the task's ``on_kill`` finds it."""
+    execution = task.__dict__["_jobs_execution"] = Execution()
+    return execution
 
 
 @functools.cache
@@ -255,13 +109,21 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     jobs_outputs=["reporting.events.{{ ds }}"])``. The same class is returned for
     the same ``operator_class``. Extra keyword-only arguments:
 
-    * ``jobs_inputs``, ``jobs_outputs``: jobs_core names (templated), read- and write-locked;
-    * ``jobs_duration``: lease of the locks in seconds (renewed by a heartbeat), default 300;
-    * ``jobs_wait``: seconds to wait for busy or missing resources before failing, default 60;
-    * ``jobs_overwrite``: if False, an existing output makes the task fail;
-    * ``jobs_deferral_lease``: lease while the task is deferred (default: the deferral's
-      timeout plus ``jobs_duration``, else one hour);
+    * ``jobs_inputs``, ``jobs_outputs``: jobs_core names (templated, as names only), read- and
+      write-locked; an item, or the whole list, may be an upstream task's ``XComArg``;
+    * ``jobs_duration``: lease of the locks in seconds or a ``timedelta`` (renewed by a heartbeat),
+      default 300;
+    * ``jobs_wait``: seconds (or ``timedelta``) to wait for busy or missing resources before
+      failing, default 60;
+    * ``jobs_overwrite``: if False, an existing output makes the task fail without retries;
+    * ``jobs_deferral_lease``: lease while the task is deferred or awaits input (default: the
+      wait's timeout plus ``jobs_duration``, else one hour);
     * ``jobs_conn_id``, ``jobs_redis_url``, ``jobs_prefix``: see :class:`jobs_airflow.hooks.JobsHook`.
+
+    Raises:
+        TypeError, ValueError: (when a task is made) a names argument that is one str or holds
+            something else than names, or a duration that is not a number of seconds or a
+            ``timedelta`` (negative, infinite...).
     """
     if not (isinstance(operator_class, type) and issubclass(operator_class, BaseOperator)):
         raise TypeError(f"with_jobs_lock takes an operator class, not {operator_class!r}")
@@ -270,12 +132,13 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
 
     # Methods defined in the class body: Airflow's operator metaclass wraps __init__
     # (default_args) and execute (its safeguard) only when the class itself defines them.
-    class Locked(operator_class, JobsLocked):  # type: ignore[valid-type, misc]
+    class Locked(NameFields, operator_class, JobsLocked):  # type: ignore[valid-type, misc]
         template_fields = tuple(dict.fromkeys((*operator_class.template_fields, "jobs_inputs", "jobs_outputs")))
+        name_fields = ("jobs_inputs", "jobs_outputs")
 
-        def __init__(self, *, jobs_inputs: Sequence[str] = (), jobs_outputs: Sequence[str] = (),
-                     jobs_duration: float = DEFAULT_DURATION, jobs_wait: float = DEFAULT_WAIT,
-                     jobs_overwrite: bool = True, jobs_deferral_lease: float | None = None,
+        def __init__(self, *, jobs_inputs: Sequence[Any] = (), jobs_outputs: Sequence[Any] = (),
+                     jobs_duration: float | timedelta = DEFAULT_DURATION, jobs_wait: float | timedelta = DEFAULT_WAIT,
+                     jobs_overwrite: bool = True, jobs_deferral_lease: float | timedelta | None = None,
                      jobs_conn_id: str | None = None, jobs_redis_url: str | None = None,
                      jobs_prefix: str | None = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -283,18 +146,25 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
                   jobs_conn_id, jobs_redis_url, jobs_prefix)
 
         def execute(self, context: Any) -> Any:
-            lock = _lock(self)
-            job = lock.start(context)
             execute = super().execute
-            return lock.run(job, lambda: _done(self, execute(context), context, job))
+            return _lock(self).execute(self, context, lambda: execute(context), _execution(self))
 
         def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
             next_kwargs = dict(next_kwargs or {})
             state = next_kwargs.pop(STATE_KEY, None) or {}
-            lock = _lock(self)
-            job = lock.resume(context, state)
             resume = super().resume_execution
-            return lock.run(job, lambda: _done(self, resume(next_method, next_kwargs, context), context, job))
+            return _lock(self).resume_execution(self, context, state,
+                                                lambda: resume(next_method, next_kwargs, context), _execution(self))
+
+        def on_kill(self) -> None:
+            """Airflow kills the task: the operator's own ``on_kill``, then the locks are released and
+            nothing is written, even if the task's code returns afterwards."""
+            try:
+                super().on_kill()
+            finally:
+                execution = self.__dict__.get("_jobs_execution")
+                if execution is not None:
+                    execution.kill()
 
     name = f"Jobs{operator_class.__name__.lstrip('_')}"
     Locked.__name__ = Locked.__qualname__ = name

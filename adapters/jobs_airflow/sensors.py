@@ -7,12 +7,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from jobs_core.display import printable
+
+from . import arguments
 from .hooks import JobsHook
+from .operators import NameFields
 from .triggers import JobsInputTrigger
 from .version_compat import AirflowException, AirflowSensorTimeout, BaseSensorOperator
 
 
-class JobsInputSensor(BaseSensorOperator):
+class JobsInputSensor(NameFields, BaseSensorOperator):
     """Succeeds once every input exists and is not being written.
 
     In ``poke`` and ``reschedule`` modes each poke is one ``why_blocked``
@@ -22,31 +26,31 @@ class JobsInputSensor(BaseSensorOperator):
     ``timeout`` is also the trigger's deadline.
 
     Args:
-        inputs: jobs_core names (templated: ``"reporting.events.{{ ds }}"``).
+        inputs: jobs_core names (templated as names: ``"reporting.events.{{ ds }}"``); an item,
+            or the whole list, may be an upstream task's ``XComArg``.
         redis_conn_id, redis_url, prefix: where the jobs_core Redis is (see
             :class:`jobs_airflow.hooks.JobsHook`).
         deferrable: wait in the triggerer instead of a worker.
-        poll_interval: deferrable mode: longest time between two looks when
-            no wake-up comes (writers that do not publish, expired locks).
+        poll_interval: deferrable mode: longest time (seconds or ``timedelta``) between two
+            looks when no wake-up comes (writers that do not publish, expired locks).
         **kwargs: :class:`BaseSensorOperator` arguments (``poke_interval``,
             ``timeout``, ``mode``, ``soft_fail``...).
     """
 
     template_fields: Sequence[str] = ("inputs",)
+    name_fields = ("inputs",)
     ui_color = "#dcecf5"
 
     def __init__(self, *, inputs: Sequence[str], redis_conn_id: str | None = None, redis_url: str | None = None,
-                 prefix: str | None = None, deferrable: bool = False, poll_interval: float = 30.0,
+                 prefix: str | None = None, deferrable: bool = False, poll_interval: float | timedelta = 30.0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(inputs, str):
-            raise TypeError("inputs must be a list of names, not one str")
-        self.inputs = list(inputs)
+        self.inputs = arguments.names(inputs, "inputs")
         self.redis_conn_id = redis_conn_id
         self.redis_url = redis_url
         self.prefix = prefix
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
+        self.poll_interval = arguments.seconds(poll_interval, "poll_interval", minimum=0.001)
 
     @property
     def hook(self) -> JobsHook:
@@ -59,7 +63,7 @@ class JobsInputSensor(BaseSensorOperator):
         finally:
             coordinator.close()
         if not report.can_start:
-            self.log.info("jobs_core inputs not ready: %s", "; ".join(b.describe() for b in report.blockers))
+            self.log.info("jobs_core inputs not ready: %s", printable("; ".join(b.describe() for b in report.blockers)))
         return report.can_start
 
     def execute(self, context: Any) -> Any:
@@ -76,9 +80,9 @@ class JobsInputSensor(BaseSensorOperator):
         """Resumed from the trigger: done, or the deadline passed."""
         status = event.get("status")
         if status == "ready":
-            self.log.info("jobs_core inputs ready: %s", event.get("inputs"))
+            self.log.info("jobs_core inputs ready: %s", printable(event.get("inputs")))
             return
         if status == "timeout":
-            raise AirflowSensorTimeout(f"jobs_core inputs {event.get('inputs')} not ready within {self.timeout}s: "
-                                       + "; ".join(event.get("blockers", [])))
-        raise AirflowException(f"unexpected event from JobsInputTrigger: {event!r}")
+            raise AirflowSensorTimeout(printable(f"jobs_core inputs {event.get('inputs')} not ready within "
+                                                 f"{self.timeout}s: " + "; ".join(event.get("blockers", []))))
+        raise AirflowException(printable(f"unexpected event from JobsInputTrigger: {event!r}"))

@@ -1,25 +1,33 @@
-"""Triggers that wait on jobs_core names in the triggerer, on ``redis.asyncio``.
+"""Triggers that run in the triggerer, on ``redis.asyncio``.
 
-They sleep on the namespace's push wake-ups (``<prefix>jobs:wake``: every
-release or write of a jobs_core job publishes the names) and look again at
-least every ``poll_interval`` seconds, for writers that do not publish (a
-jobs.py client, a plain ``SET``) and locks left to expire. Nothing here
-blocks the event loop.
+``JobsInputTrigger`` and ``JobsOutputTrigger`` wait on jobs_core names: they
+sleep on the namespace's push wake-ups (``<prefix>jobs:wake``: every release
+or write of a jobs_core job publishes the names) and look again at least
+every ``poll_interval`` seconds, for writers that do not publish (a jobs.py
+client, a plain ``SET``) and locks left to expire. ``JobsLockedTrigger`` runs
+the trigger of a deferred locked task and settles its locks if that trigger
+ends the task itself. Nothing here blocks the event loop, and no ``repr()``
+shows a password.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import jobs_core
+from jobs_core.display import printable
+from jobs_core.urls import hide_password
 
+from .arguments import seconds
 from .hooks import JobsHook
-from .version_compat import BaseEventTrigger, BaseTrigger, TriggerEvent
+from .version_compat import BaseEventTrigger, BaseTaskEndEvent, BaseTrigger, TaskFailedEvent, TriggerEvent
 
 #: First delay between looks when no wake-up comes; it doubles up to ``poll_interval``.
 FIRST_POLL = 0.5
@@ -27,14 +35,20 @@ FIRST_POLL = 0.5
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _shown(classpath: str, kwargs: dict[str, Any]) -> str:
+    """A trigger as Airflow shows one (``<classpath k=v, ...>``), with its Redis URL's secrets hidden."""
+    shown = {k: hide_password(v) if k == "redis_url" and v is not None else v for k, v in kwargs.items()}
+    return f"<{classpath} " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ">"
+
+
 class _Watch:
     """Connection settings and the wake-up loop shared by the triggers."""
 
     def __init__(self, names: list[str], redis_conn_id: str | None, redis_url: str | None, prefix: str | None,
-                 poll: float, poll_interval: float) -> None:
+                 poll: float, poll_interval: float | timedelta) -> None:
         self.names = list(names)
         self.hook = JobsHook(redis_conn_id=redis_conn_id, redis_url=redis_url, prefix=prefix, poll=poll)
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = seconds(poll_interval, "poll_interval", minimum=0.001)
 
     async def looks(self, coordinator: jobs_core.AsyncCoordinator, deadline: float | None) -> AsyncIterator[bool]:
         """Yield whenever it is time to look again; the value says whether a wake-up came.
@@ -75,7 +89,7 @@ class JobsInputTrigger(BaseTrigger):
     """
 
     def __init__(self, inputs: list[str], redis_conn_id: str | None = None, redis_url: str | None = None,
-                 prefix: str | None = None, poll: float = 2.0, poll_interval: float = 30.0,
+                 prefix: str | None = None, poll: float = 2.0, poll_interval: float | timedelta = 30.0,
                  deadline: float | None = None) -> None:
         super().__init__()
         self.watch = _Watch(inputs, redis_conn_id, redis_url, prefix, poll, poll_interval)
@@ -87,6 +101,9 @@ class JobsInputTrigger(BaseTrigger):
             "poll_interval": self.watch.poll_interval, "deadline": self.deadline,
         }
 
+    def __repr__(self) -> str:
+        return _shown(*self.serialize())
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         coordinator = await self.watch.hook.aget_conn()
         report = None
@@ -95,12 +112,13 @@ class JobsInputTrigger(BaseTrigger):
                 try:
                     report = await coordinator.why_blocked(self.watch.names)
                 except TRANSIENT as exc:
-                    self.log.warning("jobs_core: cannot check %s now (%s); trying again", self.watch.names, exc)
+                    self.log.warning("jobs_core: cannot check %s now (%s); trying again",
+                                     printable(self.watch.names), printable(exc))
                     continue
                 if report.can_start:
                     yield TriggerEvent({"status": "ready", "inputs": self.watch.names})
                     return
-            blockers = [b.describe() for b in report.blockers] if report is not None else ["not checked"]
+            blockers = [printable(b.describe()) for b in report.blockers] if report is not None else ["not checked"]
             yield TriggerEvent({"status": "timeout", "inputs": self.watch.names, "blockers": blockers})
         finally:
             await coordinator.aclose()
@@ -125,7 +143,7 @@ if BaseEventTrigger is not None:
         """
 
         def __init__(self, name: str, redis_conn_id: str | None = None, redis_url: str | None = None,
-                     prefix: str | None = None, poll: float = 2.0, poll_interval: float = 30.0) -> None:
+                     prefix: str | None = None, poll: float = 2.0, poll_interval: float | timedelta = 30.0) -> None:
             super().__init__()
             self.watch = _Watch([name], redis_conn_id, redis_url, prefix, poll, poll_interval)
 
@@ -138,6 +156,9 @@ if BaseEventTrigger is not None:
                 "name": self.name, **self.watch.hook.settings(), "poll_interval": self.watch.poll_interval,
             }
 
+        def __repr__(self) -> str:
+            return _shown(*self.serialize())
+
         async def run(self) -> AsyncIterator[TriggerEvent]:
             coordinator = await self.watch.hook.aget_conn()
             seen: tuple | None = None
@@ -146,7 +167,8 @@ if BaseEventTrigger is not None:
                     try:
                         info = await coordinator.output_info(self.name)
                     except TRANSIENT as exc:
-                        self.log.warning("jobs_core: cannot read %r now (%s); trying again", self.name, exc)
+                        self.log.warning("jobs_core: cannot read %s now (%s); trying again",
+                                         printable(repr(self.name)), printable(exc))
                         continue
                     facts = (info.written, info.writer, info.token, info.written_at)
                     if seen is None:
@@ -156,5 +178,116 @@ if BaseEventTrigger is not None:
                         yield TriggerEvent({"name": self.name, "writer": info.writer, "token": info.token,
                                             "written_at": info.written_at})
                     seen = facts
+            finally:
+                await coordinator.aclose()
+
+
+def _import(classpath: str) -> type:
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class JobsLockedTrigger(BaseTrigger):
+    """The trigger of a deferred task holding jobs_core locks, run inside this one.
+
+    :meth:`jobs_airflow.locks.JobsLock.hand_over` wraps every deferral's
+    trigger in one. Events that resume the task pass through unchanged (the
+    resumed task adopts the locks). A trigger may also end the task itself
+    (``end_from_trigger``: ``TaskSuccessEvent``, ``TaskFailedEvent``,
+    ``TaskSkippedEvent``); the task then never resumes, so this trigger settles
+    the locks first: a success writes the outputs (or, if the locks were lost,
+    becomes a ``TaskFailedEvent``), any other end releases them. A user
+    killing the deferred task (``on_kill``) releases them too.
+
+    Args:
+        trigger_classpath, trigger_kwargs: the wrapped trigger, as it serializes itself.
+        job_id, token: the start holding the locks.
+        redis_conn_id, redis_url, prefix, poll: as for :class:`jobs_airflow.hooks.JobsHook`.
+    """
+
+    #: Attributes the triggerer sets on the trigger it runs; the wrapped trigger gets them too.
+    RUNTIME_ATTRIBUTES = ("task_instance", "trigger_id", "triggerer_job_id", "timeout_after")
+
+    def __init__(self, trigger_classpath: str, trigger_kwargs: dict[str, Any], job_id: str, token: int,
+                 redis_conn_id: str | None = None, redis_url: str | None = None, prefix: str | None = None,
+                 poll: float = 2.0, *, _trigger: BaseTrigger | None = None) -> None:
+        super().__init__()
+        self.trigger_classpath = trigger_classpath
+        self.trigger_kwargs = dict(trigger_kwargs)
+        self.job_id = job_id
+        self.token = int(token)
+        self.hook = JobsHook(redis_conn_id=redis_conn_id, redis_url=redis_url, prefix=prefix, poll=poll)
+        self.trigger = _trigger if _trigger is not None else _import(trigger_classpath)(**self.trigger_kwargs)
+        self.supports_triggerer_queue = getattr(self.trigger, "supports_triggerer_queue", True)
+
+    @classmethod
+    def around(cls, trigger: BaseTrigger, job_id: str, token: int, **settings: Any) -> JobsLockedTrigger:
+        """Wrap ``trigger`` (a deferral's) for the start ``job_id``/``token``; ``settings`` are the hook's."""
+        classpath, kwargs = trigger.serialize()
+        return cls(classpath, kwargs, job_id, token, **settings, _trigger=trigger)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            "trigger_classpath": self.trigger_classpath, "trigger_kwargs": self.trigger_kwargs,
+            "job_id": self.job_id, "token": self.token, **self.hook.settings(),
+        }
+
+    def __repr__(self) -> str:
+        return _shown(*self.serialize())
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        for attribute in self.RUNTIME_ATTRIBUTES:
+            value = getattr(self, attribute, None)
+            if value is not None:
+                setattr(self.trigger, attribute, value)
+        async for event in self.trigger.run():
+            if isinstance(event, BaseTaskEndEvent):
+                yield await self._settle(event)
+                return
+            yield event
+
+    async def _settle(self, event: Any) -> Any:
+        """Write (success) or release (any other end) the locks of a task its trigger ends."""
+        state = str(getattr(event.task_instance_state, "value", event.task_instance_state))
+        coordinator = await self.hook.aget_conn()
+        try:
+            if state != "success":
+                await self._release(coordinator)
+                self.log.info("jobs_core: %s ended %s in the triggerer; its locks were released",
+                              printable(self.job_id), state)
+                return event
+            try:
+                await coordinator.stop_job(self.job_id, failed=False, token=self.token)
+            except (jobs_core.LockLost, jobs_core.NotRunning) as exc:
+                self.log.error("jobs_core: %s ended successfully in the triggerer but had lost its locks, so "
+                               "its outputs were not written and the task fails: %s", printable(self.job_id),
+                               printable(exc))
+                return TaskFailedEvent()
+            self.log.info("jobs_core: %s ended successfully in the triggerer; its outputs are written",
+                          printable(self.job_id))
+            return event
+        finally:
+            await coordinator.aclose()
+
+    async def _release(self, coordinator: jobs_core.AsyncCoordinator) -> None:
+        try:
+            await coordinator.stop_job(self.job_id, failed=True, token=self.token)
+        except (jobs_core.LockLost, jobs_core.NotRunning):
+            pass  # nothing left to release
+
+    async def cleanup(self) -> None:
+        await self.trigger.cleanup()
+
+    async def on_kill(self) -> None:
+        """A user ended the deferred task (mark failed or success, clear): it will not resume, and
+        writes nothing; its locks are released."""
+        try:
+            inner = getattr(self.trigger, "on_kill", None)
+            if inner is not None:
+                await inner()
+        finally:
+            coordinator = await self.hook.aget_conn()
+            try:
+                await self._release(coordinator)
             finally:
                 await coordinator.aclose()

@@ -1,0 +1,1 @@
+echo "this file is a template file, not a jobs_core name"
