@@ -18,6 +18,7 @@ HEADLINE = (
     "idle_waiter_load_many",
     "drain",
     "contention",
+    "reader_relay",
     "async_cycles",
 )
 SCALING = (

@@ -23,12 +23,16 @@ class Params:
     handoff_settle_s: float     # the holder waits this (plus jitter) before releasing
     idle_many: int              # the "many waiters" of idle_waiter_load_many
     idle_window_s: float        # jobspy's waiters, and the holder alone
-    idle_window_jobs_core_s: float  # jobs_core's waiters: two of their 30-s quiet sleeps, and a bit
+    idle_window_jobs_core_s: float  # jobs_core's waiters: two of their 10-s quiet sleeps, and a bit
     drain_waiters: int
     drain_reps: int
     contention_procs: int
     contention_iterations: int
     contention_reps: int
+    relay_readers: int          # processes reading one name in turns that overlap
+    relay_hold_s: float         # how long each of their reads holds it
+    relay_wait_s: float         # how long the writer among them may wait
+    relay_reps: int
     async_coroutines: int
     async_block_s: float
     async_rounds: int
@@ -44,6 +48,7 @@ QUICK = Params(
     block_s=0.004, floor_budget_s=0.25, breakdown_cycles=50, handoff_trials=20, handoff_settle_s=0.01,
     idle_many=5, idle_window_s=0.3, idle_window_jobs_core_s=0.3, drain_waiters=5, drain_reps=1,
     contention_procs=4, contention_iterations=20, contention_reps=1,
+    relay_readers=3, relay_hold_s=0.1, relay_wait_s=1.0, relay_reps=1,
     async_coroutines=20, async_block_s=0.05, async_rounds=2,
     point_budget_s=0.05, keys_points=(1, 10, 100), running_points=(0, 100, 1000), waiter_points=(0, 1, 10),
     history_points=(0, 1000), memory_jobs=200,
@@ -51,8 +56,9 @@ QUICK = Params(
 
 FULL = Params(
     block_s=0.01, floor_budget_s=8.0, breakdown_cycles=1000, handoff_trials=240, handoff_settle_s=0.02,
-    idle_many=50, idle_window_s=3.0, idle_window_jobs_core_s=61.0, drain_waiters=50, drain_reps=5,
+    idle_many=50, idle_window_s=3.0, idle_window_jobs_core_s=21.0, drain_waiters=50, drain_reps=5,
     contention_procs=8, contention_iterations=200, contention_reps=3,
+    relay_readers=4, relay_hold_s=0.4, relay_wait_s=4.0, relay_reps=3,
     async_coroutines=100, async_block_s=0.3, async_rounds=10,
     point_budget_s=1.0, keys_points=(1, 2, 10, 30, 100, 300, 1000),
     running_points=(0, 10, 100, 1000, 10_000, 100_000), waiter_points=(0, 1, 10, 100, 1000),

@@ -283,9 +283,8 @@ def idle_waiter_load(env: Env, many: bool) -> Metric:
 
     A holder (lease 600 s, no renewals, so it sends nothing) holds X; ``n``
     processes each wait to read X. A jobs_core waiter sleeps until the
-    holder's lease ends, at most 30 s (``MAX_QUIET_SLEEP``), then looks again;
-    with the default lease of 60 s renewed every 20 s it also looks every
-    30 s, so this is the default case. Its window spans two such sleeps;
+    holder's lease ends, at most 10 s (``MAX_QUIET_SLEEP``), then looks again
+    (which keeps its place in line alive). Its window spans two such sleeps;
     jobspy's waiters poll steadily, so a short window does. A window with the
     holder alone is subtracted, as is each INFO call.
     """
@@ -435,6 +434,51 @@ def _fairness(turns: list[int], count: int, ends: list[float], go: float, p: Any
             "first_done_frac": _r((min(ends) - go) / wall)}
 
 
+# -- a writer among relaying readers -----------------------------------------------------------------
+
+def reader_relay(env: Env) -> Metric:
+    """``relay_readers`` processes read one name in turns that overlap (each holds it ``relay_hold_s``),
+    as many hourly jobs read one dimension table; a writer of it may wait ``relay_wait_s``. Time from
+    its start() call until it starts, or None when its wait ran out."""
+    p = env.params
+    name = "relay.dim"
+    took: dict[str, list[float | None]] = {lib: [] for lib in LIBS}
+    reads: dict[str, list[int]] = {lib: [] for lib in LIBS}
+    for _ in range(p.relay_reps):
+        for lib_name in LIBS:
+            env.reset()
+            lib = env.libs[lib_name]
+            env.client.set(lib.key(name), "seed")  # the table exists
+            n = p.relay_readers
+            until = clock() + 2 * p.relay_hold_s + p.relay_wait_s + 0.5
+            with Workers(env.ctx, lib_name, env.url, n) as w:
+                for i, conn in enumerate(w.conns):
+                    conn.send(("relay", name, p.relay_hold_s, i * p.relay_hold_s / n, until))
+                w.recv_all()
+                time.sleep(2 * p.relay_hold_s)  # the readers relay
+                writer = lib.job([], [name], wait=p.relay_wait_s)
+                t0 = clock()
+                try:
+                    writer.start()
+                    took[lib_name].append(clock() - t0)
+                    writer.stop()
+                except Exception:  # noqa: BLE001 - its wait ran out: both libraries raise their own error
+                    took[lib_name].append(None)
+                reads[lib_name].append(sum(w.recv_all(timeout=60)))
+    stats = {}
+    for lib_name, values in took.items():
+        got = [v for v in values if v is not None]
+        stats[lib_name] = {"started": f"{len(got)}/{len(values)}", "median_s": _r(median(got)) if got else None,
+                           "max_s": _r(max(got)) if got else None, "reads": reads[lib_name]}
+    jc = stats[JOBS_CORE]
+    met = jc["max_s"] is not None and len([v for v in took[JOBS_CORE] if v is None]) == 0 and \
+        jc["max_s"] <= p.relay_hold_s * 1.5
+    return {"metric": "reader_relay", "unit": "s until the writer starts (None: its wait ran out)",
+            "readers": p.relay_readers, "hold_s": p.relay_hold_s, "wait_s": p.relay_wait_s,
+            "jobs_core": jc["median_s"], "jobspy": stats[JOBSPY]["median_s"],
+            "goal": f"started within about one reader hold ({p.relay_hold_s} s)", "met": met, "details": stats}
+
+
 # -- asyncio ---------------------------------------------------------------------------------------
 
 def async_cycles(env: Env) -> Metric:
@@ -505,4 +549,5 @@ def run_headline(env: Env, emit: Callable[[Metric], None]) -> None:
     emit(idle_waiter_load(env, many=True))
     emit(drain(env))
     emit(contention(env))
+    emit(reader_relay(env))
     emit(async_cycles(env))

@@ -97,6 +97,13 @@ def headline_rows(results: dict[str, Metric]) -> list[tuple[str, str, str, str, 
         rows.append(("  script calls / Redis commands per turn, all processes",
                      *(f"{_fmt(d[lib]['scripts_per_turn'])} / {_fmt(d[lib]['commands_per_turn'])}"
                        for lib in (JOBS_CORE, JOBSPY)), "—", "—"))
+    m = results.get("reader_relay")
+    if m:
+        d = m["details"]
+        rows.append((f"a writer among {m['readers']} relaying readers (each holds {_fmt(m['hold_s'])} s): s until it "
+                     f"starts, started / tries (wait {_fmt(m['wait_s'])} s)",
+                     f"{_fmt(m['jobs_core'])} ({d[JOBS_CORE]['started']})",
+                     f"{_fmt(m['jobspy'])} ({d[JOBSPY]['started']})", m["goal"], _met(m["met"])))
     m = results.get("async_cycles")
     if m:
         rows.append((f"async: cycles/s, {m['coroutines']} coroutines (ratio to async floor)",

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -91,6 +92,18 @@ def contend(lib: JobsCore | JobsPy, conn: Connection, name: str, iterations: int
     conn.send(clock())
 
 
+def relay(lib: JobsCore | JobsPy, conn: Connection, name: str, hold: float, offset: float, until: float) -> None:
+    """Read ``name`` in turns of ``hold`` seconds, from ``offset`` seconds on, until the clock passes ``until``."""
+    conn.send("ready")
+    time.sleep(offset)
+    reads = 0
+    while clock() < until:
+        with lib.job([name], [], duration=30, wait=LONG_WAIT):
+            reads += 1
+            time.sleep(hold)
+    conn.send(reads)
+
+
 def wait_forever(lib: JobsCore | JobsPy, conn: Connection, inputs: Sequence[str], outputs: Sequence[str],
                  threads: int) -> None:
     """Start ``threads`` jobs that wait (in threads) on something held elsewhere."""
@@ -105,7 +118,8 @@ def wait_forever(lib: JobsCore | JobsPy, conn: Connection, inputs: Sequence[str]
     conn.send("ready")
 
 
-OPS = {"handoff": handoff, "wake_floor": wake_floor, "turn": turn, "contend": contend, "wait_forever": wait_forever}
+OPS = {"handoff": handoff, "wake_floor": wake_floor, "turn": turn, "contend": contend, "wait_forever": wait_forever,
+       "relay": relay}
 
 
 class Workers:

@@ -89,6 +89,7 @@ class _Registration:
         self.message: Message | None = None
 
     def wants(self, names: frozenset[str]) -> bool:
+        """Whether a release of ``names`` concerns this wait on names."""
         return isinstance(self.key, frozenset) and not self.key.isdisjoint(names)
 
 
@@ -183,6 +184,7 @@ class Wakeup(_Registration):
         self._lock = threading.Lock()
 
     def deliver(self, message: Message) -> None:
+        """Hand ``message`` to the wait (the listener calls it; a grant or a close is kept over a nudge)."""
         with self._lock:
             self.message = _merge(self.message, message)
             self._event.set()
@@ -202,6 +204,7 @@ class Wakeup(_Registration):
         return self.take(timeout) is not None
 
     def close(self) -> None:
+        """End the registration."""
         self._listener._remove(self)
 
     def __enter__(self) -> Wakeup:
@@ -373,6 +376,7 @@ class AsyncWakeup(_Registration):
         self._future: asyncio.Future[None] | None = None
 
     def deliver(self, message: Message) -> None:
+        """Hand ``message`` to the wait (the listener calls it; a grant or a close is kept over a nudge)."""
         self.message = _merge(self.message, message)
         if self._future is not None:
             _resolve(self._future)
@@ -398,6 +402,7 @@ class AsyncWakeup(_Registration):
         return (await self.take(timeout)) is not None
 
     def close(self) -> None:
+        """End the registration."""
         self._listener._routes.remove(self)
 
     async def __aenter__(self) -> AsyncWakeup:
