@@ -25,6 +25,7 @@ from .headline import (
     floor_ratio,
     handoff_latency,
     idle_waiter_load,
+    reader_relay,
 )
 from .profiling import profile
 from .report import (
@@ -51,6 +52,7 @@ RUNNERS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "idle_waiter_load_many": lambda env: idle_waiter_load(env, many=True),
     "drain": drain,
     "contention": contention,
+    "reader_relay": reader_relay,
     "async_cycles": async_cycles,
     "scaling_keys": scaling_keys,
     "scaling_running": scaling_running,

@@ -100,7 +100,7 @@ def headline_rows(results: dict[str, Metric]) -> list[tuple[str, str, str, str, 
     m = results.get("reader_relay")
     if m:
         d = m["details"]
-        rows.append((f"a writer among {m['readers']} relaying readers (each holds {_fmt(m['hold_s'])} s): s until it "
+        rows.append((f"a writer among {m['readers']} relaying readers (each reads {_fmt(m['hold_s'])} s): s until it "
                      f"starts, started / tries (wait {_fmt(m['wait_s'])} s)",
                      f"{_fmt(m['jobs_core'])} ({d[JOBS_CORE]['started']})",
                      f"{_fmt(m['jobspy'])} ({d[JOBSPY]['started']})", m["goal"], _met(m["met"])))

@@ -186,13 +186,16 @@ local line
 -- another line), so r may pass it;
 -- 'on': blocked only on n itself (by readers r joins, or jobs that passed it): it keeps its turn;
 -- 'strict': it can run once n is free, or waits only for jobs that passed someone: it keeps its turn.
-local function standing(e, n, r, depth)
+local function standing(e, n, r, depth, found)
     if WORK.left <= 0 then
         return 'strict'
     end
     WORK.left = WORK.left - 1
-    local list = {}
-    conflicts(e, list)
+    local list = found
+    if not list then
+        list = {}
+        conflicts(e, list)
+    end
     local on, elsewhere = false, false
     for _, b in ipairs(list) do
         if b[1] == 'output_exists' then
@@ -203,7 +206,7 @@ local function standing(e, n, r, depth)
             on = true
         end
         if not on_n then
-            if b[3] == '' or b[1] == 'job_running' then
+            if b[3] == '' or b[1] == 'job_running' or b[1] == 'input_queued' or b[1] == 'output_queued' then
                 elsewhere = true
             else
                 local h = holder_fields(b[3], 'passer', 'host', 'pid')
@@ -219,7 +222,7 @@ local function standing(e, n, r, depth)
     if on then
         return 'on'
     end
-    if #list == 0 and depth < DEPTH_MAX then
+    if not found and #list == 0 and depth < DEPTH_MAX then
         for i, m in ipairs(e.names) do
             if m ~= n and line(e, i, depth + 1) then
                 return 'passable'  -- kept out of m by a waiter ahead of it there
@@ -234,9 +237,9 @@ end
 line = function(r, i, depth)
     local n = r.names[i]
     local q = k_queue(n)
-    local from = 0
+    local from, page = 0, 2
     while true do
-        local members = redis.call('ZRANGE', q, from, from + SCAN_MAX - 1, 'WITHSCORES')
+        local members = redis.call('ZRANGE', q, from, from + page - 1, 'WITHSCORES')
         for j = 1, #members, 2 do
             local member, ticket = members[j], tonumber(members[j + 1])
             if member == r.nonce or (r.ticket > 0 and (ticket > r.ticket or (ticket == r.ticket and member > r.nonce)))
@@ -257,17 +260,19 @@ line = function(r, i, depth)
                 from = from - 1  -- it left the line: the next page starts one earlier
             end
         end
-        if #members < 2 * SCAN_MAX or from + SCAN_MAX >= LINE_MAX or WORK.left <= 0 then
-            if #members == 2 * SCAN_MAX then
-                -- a line longer than is looked at: keep behind the last one seen
-                local e = entry(q, members[#members - 1])
-                if e and e.nonce ~= r.nonce then
-                    return e
-                end
+        if #members < 2 * page then
+            return nil
+        end
+        if from + page >= LINE_MAX or WORK.left <= 0 then
+            -- a line longer than is looked at: keep behind the last one seen
+            local e = entry(q, members[#members - 1])
+            if e and e.nonce ~= r.nonce then
+                return e
             end
             return nil
         end
-        from = from + SCAN_MAX
+        from = from + page
+        page = math.min(page * 4, SCAN_MAX)
     end
 end
 
@@ -403,9 +408,10 @@ local NOBODY = {host = '', pid = -1}
 -- existing output) is told to look (it then leaves). At most SCAN_MAX entries are judged; if
 -- more are left, the next one is told to look for itself (its own try goes on from there).
 local function scan(q, n)
-    local from, looked = 0, 0
+    local from, looked, page = 0, 0, 2
     while looked < SCAN_MAX do
-        local members = redis.call('ZRANGE', q, from, from + SCAN_MAX - looked - 1)
+        local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
+        page = page * 4
         if #members == 0 then
             return
         end
@@ -434,7 +440,7 @@ local function scan(q, n)
                             return  -- the id runs again: the others wait for that start
                         end
                     else
-                        local st = standing(e, n, NOBODY, 0)
+                        local st = standing(e, n, NOBODY, 0, list)
                         if st == 'on' or st == 'strict' then
                             return
                         end
