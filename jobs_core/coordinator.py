@@ -141,6 +141,7 @@ class CoordinatorBase:
         #: and the lazily made heartbeat and listeners.
         self._lock = threading.Lock()
         self._plans: dict[tuple[Any, ...], Plan] = {}  # templates of job plans; see JobBase._plan_now
+        self._checked: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}  # see checked_io
         self._running: dict[int, Any] = {}  # jobs started here and not stopped, by id()
         self._waits: dict[str, Wait] = {}  # start() calls under way here, by nonce
         self.closed = False
@@ -191,6 +192,22 @@ class CoordinatorBase:
                     self._plans.pop(next(iter(self._plans)))
                 self._plans[key] = plan
             return plan
+
+    def checked_io(self, inputs: Any, outputs: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``check_io(inputs, outputs)``, remembered for lists and tuples of text seen before (a job
+        made afresh for every run of the same work is validated once)."""
+        if type(inputs) not in (list, tuple) or type(outputs) not in (list, tuple):
+            return check_io(inputs, outputs)
+        key = (tuple(inputs), tuple(outputs))
+        try:
+            return self._checked[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable item, which check_io refuses
+            checked = check_io(inputs, outputs)
+        with self._lock:
+            if len(self._checked) >= PLAN_CACHE:
+                self._checked.pop(next(iter(self._checked)))
+            self._checked[key] = checked
+        return checked
 
     def _track_job(self, job: Any) -> None:
         with self._lock:

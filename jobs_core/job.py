@@ -13,7 +13,6 @@ import functools
 import inspect
 import logging
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
 from .facts import Blocker
 from .keys import Keys
-from .names import check_io, check_job_id, fold
+from .names import check_job_id, fold
 from .plan import Plan, StopReply, parse_refresh, parse_stop
 from .protocol import FAILED, WRITTEN, check_seconds
 from .steps import Call, Flow
@@ -51,6 +50,9 @@ class Host(Protocol):
     def plan_for(self, key: tuple[Any, ...], build: Callable[[], Plan]) -> Plan:
         """The coordinator's plan template for ``key``, built once with ``build``."""
 
+    def checked_io(self, inputs: Any, outputs: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``check_io(inputs, outputs)``, remembered for the lists a coordinator sees again."""
+
     def _track_wait(self, wait: Wait) -> None:
         """A start() call of this coordinator's is under way (``stop_all`` ends it first)."""
 
@@ -66,7 +68,7 @@ def caller_name(depth: int) -> str:
 
 def new_job_id(base: str) -> str:
     """``<base>.<48-bit random decimal>``, the jobs.py job id form."""
-    return f"{base}.{int.from_bytes(secrets.token_bytes(6), 'big')}"
+    return f"{base}.{int.from_bytes(os.urandom(6), 'big')}"
 
 
 class JobBase:
@@ -90,7 +92,7 @@ class JobBase:
         history: bool = UNSET,
         _depth: int = 2,
     ) -> None:
-        self.inputs, self.outputs = check_io(inputs, outputs)
+        self.inputs, self.outputs = coordinator.checked_io(inputs, outputs)
         self.duration: float = check_seconds(duration, "duration", minimum=0.001)  # type: ignore[assignment]
         self.wait: float = check_seconds(wait or 0, "wait")  # type: ignore[assignment]
         if heartbeat is True:
@@ -131,6 +133,7 @@ class JobBase:
         self._renewing = True
         self._stop_failed = False
         self._stop_nonce: str | None = None
+        self._start_nonce = ""
 
     def __repr__(self) -> str:
         state = f"running, token {self.token}" if self._active else "not running"
@@ -189,11 +192,12 @@ class JobBase:
     def _new_wait(self) -> Wait:
         self.blockers, self.waited = (), 0.0
         c = self.coordinator
-        return Wait(self._plan_now(), secrets.token_hex(8), self.wait, c.clock, c.poll)
+        return Wait(self._plan_now(), os.urandom(8).hex(), self.wait, c.clock, c.poll)
 
     def _begin(self, wait: Wait, started: Started) -> float | None:
         """Record a start; returns the delay to its first renewal (None: it does not renew)."""
         self.blockers, self.waited = wait.blockers, wait.waited
+        self._start_nonce = wait.nonce
         self.token = started.token
         self._active = True
         self._stop_failed = False
@@ -246,6 +250,7 @@ class JobBase:
             raise LockLost(self.id, lost, f"job {self.id!r} with token {token} cannot be resumed: it does not "
                                           f"hold {lost!r} (nothing was renewed)")
         self.token, self._active, self._stop_failed, self.lost, self._stop_nonce = token, True, False, None, None
+        self._start_nonce = ""
         self._started_at = sent
         self._deadline = sent + self.duration
         self._renewing = True
@@ -272,7 +277,8 @@ class JobBase:
         plan = self._plan
         assert plan is not None
         if self._stop_nonce is None:
-            self._stop_nonce = secrets.token_hex(8)  # kept across repeats of a stop that failed in flight
+            # kept across repeats of a stop that failed in flight; one per start
+            self._stop_nonce = f"{self._start_nonce}.stop" if self._start_nonce else os.urandom(8).hex()
         reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(self.token, commit, self._stop_nonce))),
                            plan)
         self._active = False

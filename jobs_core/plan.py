@@ -20,8 +20,29 @@ from .scripts import LeaveArgs, RefreshArgs, StartArgs, StopArgs, argv
 #: Start modes (start.lua): one try; a try that keeps a place in line; a dry run.
 START, WAIT, CHECK = "start", "wait", "check"
 
+def _at(record: type[tuple], field: str) -> int:
+    """The ARGV position (0-based) of ``field`` in a script's record."""
+    return record._fields.index(field)  # type: ignore[attr-defined]
+
+
+# the positions a call changes in a plan's prebuilt ARGV (a copy of the list, a few items set)
+_START_NONCE, _START_MODE = _at(StartArgs, "nonce"), _at(StartArgs, "mode")
+_START_LEFT, _START_CHANNEL = _at(StartArgs, "wait_left_ms"), _at(StartArgs, "channel")
+_STOP_TOKEN, _STOP_COMMIT = _at(StopArgs, "token"), _at(StopArgs, "commit")
+_STOP_NONCE, _STOP_FORCED = _at(StopArgs, "nonce"), _at(StopArgs, "forced")
+_REFRESH_LEASE, _REFRESH_TOKEN, _REFRESH_STRICT = (_at(RefreshArgs, f) for f in ("lease_ms", "token", "strict"))
+_LEAVE_NONCE = _at(LeaveArgs, "nonce")
+_JOB_ID = 0  # every record's first field
+assert all(r._fields[_JOB_ID] == "job_id" for r in (StartArgs, StopArgs, RefreshArgs, LeaveArgs))
+
+
 class Plan:
-    """The script arguments of one job: its names, lease and settings, for one job id."""
+    """The script arguments of one job: its names, lease and settings, for one job id.
+
+    Each script's ARGV is built once from its record (:mod:`jobs_core.scripts`)
+    and the names; a call copies it and sets the few fields that change, by
+    their position in the record.
+    """
 
     __slots__ = ("job_id", "pid", "names", "nin", "lease_ms", "keys", "_start", "_stop", "_refresh", "_leave")
 
@@ -49,11 +70,12 @@ class Plan:
         #: KEYS of every call (the scripts derive the rest: see lua/lib.lua).
         self.keys = keys.scripts
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
-        self._start = StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host, pid,
-                                0, "", fold(job_id) if history else "", publish, self.nin)
-        self._stop = StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.nin)
-        self._refresh = RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin)
-        self._leave = LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin)
+        names = self.names
+        self._start = argv(StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host,
+                                     pid, 0, "", fold(job_id) if history else "", publish, self.nin), names)
+        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.nin), names)
+        self._refresh = argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin), names)
+        self._leave = argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin), names)
 
     def with_id(self, job_id: str) -> Plan:
         """The same plan for another job id whose lineage form is the same (``fold``).
@@ -61,36 +83,49 @@ class Plan:
         A decorated job or a clone pays for its plan once.
         """
         other = object.__new__(Plan)
-        for slot in Plan.__slots__:
-            setattr(other, slot, getattr(self, slot))
+        other.pid, other.names, other.nin, other.lease_ms, other.keys = (
+            self.pid, self.names, self.nin, self.lease_ms, self.keys)
         other.job_id = job_id
-        other._start = self._start._replace(job_id=job_id)
-        other._stop = self._stop._replace(job_id=job_id)
-        other._refresh = self._refresh._replace(job_id=job_id)
-        other._leave = self._leave._replace(job_id=job_id)
+        for slot in ("_start", "_stop", "_refresh", "_leave"):
+            args = getattr(self, slot)[:]
+            args[_JOB_ID] = job_id
+            setattr(other, slot, args)
         return other
 
     def start_args(self, nonce: str, mode: str = START, wait_left: float = 0.0, channel: str = "") -> list[Any]:
         """ARGV of start.lua; ``wait_left`` (seconds, mode ``wait``) of 0 is the last try."""
-        left = 0 if wait_left <= 0 else to_ms(wait_left)
-        return argv(self._start._replace(nonce=nonce, mode=mode, wait_left_ms=left, channel=channel), self.names)
+        args = self._start[:]
+        args[_START_NONCE] = nonce
+        args[_START_MODE] = mode
+        args[_START_LEFT] = 0 if wait_left <= 0 else to_ms(wait_left)
+        args[_START_CHANNEL] = channel
+        return args
 
     def stop_args(self, token: int | None, commit: bool, nonce: str, forced: bool = False) -> list[Any]:
         """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id; ``forced``
         marks a stop from outside the job."""
-        return argv(self._stop._replace(token=token or 0, commit=int(commit), nonce=nonce, forced=int(forced)),
-                    self.names)
+        args = self._stop[:]
+        args[_STOP_TOKEN] = token or 0
+        args[_STOP_COMMIT] = int(commit)
+        args[_STOP_NONCE] = nonce
+        args[_STOP_FORCED] = int(forced)
+        return args
 
     def refresh_args(self, token: int, renew: bool = True, strict: bool = False, lease: float | None = None
                      ) -> list[Any]:
         """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held; ``lease``
         replaces the plan's lease for this renewal; without ``renew`` it only checks."""
-        lease_ms = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
-        return argv(self._refresh._replace(lease_ms=lease_ms, token=token, strict=int(strict)), self.names)
+        args = self._refresh[:]
+        args[_REFRESH_LEASE] = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
+        args[_REFRESH_TOKEN] = token
+        args[_REFRESH_STRICT] = int(strict)
+        return args
 
     def leave_args(self, nonce: str) -> list[Any]:
         """ARGV of leave.lua for the start() call ``nonce``."""
-        return argv(self._leave._replace(nonce=nonce), self.names)
+        args = self._leave[:]
+        args[_LEAVE_NONCE] = nonce
+        return args
 
     def name(self, index: Any) -> str:
         """The name at a 1-based index of a script reply; 0 is the job itself."""

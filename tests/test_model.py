@@ -222,13 +222,10 @@ class Model:
         """Conflicts, then for each name free of them the waiter ahead that keeps it; and whether the
         start passed someone."""
         found = self.conflicts(job_id, call, inputs, outputs, overwrite, s, r)
-        if not self.waiters():
-            return found, False
-        busy = {n for reason, n, _ in found if reason != "job_running"}
+        if found or not self.waiters():
+            return found, False  # the lines matter only to a start that could run
         passed = False
         for n in [*inputs, *outputs]:
-            if n in busy:
-                continue
             if w is None:
                 # a newcomer: compatible with readers only if it only reads n
                 reads_only = n in inputs and n not in outputs

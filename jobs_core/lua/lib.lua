@@ -276,26 +276,19 @@ line = function(r, i, depth)
     end
 end
 
--- Everything that keeps request r from starting now: its conflicts, then for each name free of
--- them the waiter ahead of it in that name's line. Returns the list.
+-- Everything that keeps request r from starting now: its conflicts or, when there are none, the
+-- waiter ahead of it in the line of each of its names (the lines are judged only for a start that
+-- could run: a blocked one is no nearer its turn for knowing its place). Returns the list.
 local function blockers(r)
     local list = {}
     conflicts(r, list)
-    if redis.call('ZCARD', K_WAITING) == 0 then
+    if #list > 0 or redis.call('ZCARD', K_WAITING) == 0 then
         return list
     end
-    local busy = {}
-    for _, b in ipairs(list) do
-        if b[2] > 0 then
-            busy[r.names[b[2]]] = true
-        end
-    end
     for i = 1, #r.names do
-        if not busy[r.names[i]] then
-            local e = line(r, i, 0)
-            if e then
-                add(list, reads(r, i) and 'input_queued' or 'output_queued', i, e.id, e.alive)
-            end
+        local e = line(r, i, 0)
+        if e then
+            add(list, reads(r, i) and 'input_queued' or 'output_queued', i, e.id, e.alive)
         end
     end
     return list
