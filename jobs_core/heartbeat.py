@@ -40,6 +40,8 @@ class Heartbeat:
         self._heap: list[tuple[float, int, Beating]] = []
         self._gens: dict[int, int] = {}
         self._thread: threading.Thread | None = None
+        #: When the thread wakes next on its own: an entry due later needs no notify (no thread switch).
+        self._wake_at = 0.0
 
     def add(self, job: Beating, delay: float) -> None:
         if self._pid != os.getpid():
@@ -49,8 +51,8 @@ class Heartbeat:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="jobs_core-heartbeat", daemon=True)
                 self._thread.start()
-            elif self._heap[0][1] == seq:
-                self._cond.notify()  # due before whatever the thread sleeps for
+            elif self._heap[0][1] == seq and self._heap[0][0] < self._wake_at:
+                self._cond.notify()  # due before the thread wakes by itself
 
     def remove(self, job: Beating) -> None:
         if self._pid != os.getpid():
@@ -107,14 +109,17 @@ class Heartbeat:
             while self._heap and self._gens.get(id(self._heap[0][2])) != self._heap[0][1]:
                 heapq.heappop(self._heap)
             if not self._heap:
+                self._wake_at = self._clock() + IDLE_EXIT
                 if not self._cond.wait(IDLE_EXIT) and not self._heap:
                     return None
                 continue
             due, _, job = self._heap[0]
             wait = due - self._clock()
             if wait > 0:
+                self._wake_at = due
                 self._cond.wait(wait)
                 continue
+            self._wake_at = 0.0
             heapq.heappop(self._heap)
             self._gens[id(job)] = -1  # beating: a remove() during the beat pops this mark
             return job

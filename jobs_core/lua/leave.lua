@@ -25,7 +25,7 @@ if queued or released == 1 then
     OUTBOX.names = r.names
     scan_names(r.names)
     if released == 1 and redis.call('EXISTS', k_idqueue(r.id)) == 1 then
-        scan(k_idqueue(r.id), nil)
+        queues().scan(k_idqueue(r.id), nil)
     end
     flush()
 end

@@ -81,17 +81,6 @@ local function reads(r, i)
     return i <= r.nin
 end
 
--- whether request r only reads name n (it is among its inputs and not among its outputs)
-local function only_reads(r, n)
-    if not r.writes then
-        r.writes = {}
-        for i = r.nin + 1, #r.names do
-            r.writes[r.names[i]] = true
-        end
-    end
-    return not r.writes[n]
-end
-
 local function add(list, reason, i, holder, expiry)
     list[#list + 1] = {reason, i, holder or '', expiry}
 end
@@ -142,139 +131,7 @@ local function conflicts(r, list)
     end
 end
 
--- The waiter a line entry stands for, or nil if it is gone (not alive, or its record is not a
--- well-formed start request): dropped from the line then.
-local function entry(queue, member)
-    local alive = tonumber(redis.call('ZSCORE', K_WAITING, member))
-    if alive and alive > NOW then
-        local raw = redis.pcall('GET', k_waiter(member))
-        if type(raw) == 'string' then
-            local ok, e = pcall(cjson.decode, raw)
-            if ok and type(e) == 'table' and e.nonce == member and type(e.id) == 'string'
-                and type(e.names) == 'table' and tonumber(e.nin) and tonumber(e.lease) and tonumber(e.renews)
-                and tonumber(e.ow) and tonumber(e.ttl) and tonumber(e.pid) and tonumber(e.ticket)
-                and type(e.host) == 'string' and type(e.ch) == 'string' and type(e.lin) == 'string' then
-                local names_ok = e.nin >= 0 and e.nin <= #e.names
-                for _, n in ipairs(e.names) do
-                    names_ok = names_ok and type(n) == 'string'
-                end
-                if names_ok then
-                    e.alive = alive
-                    e.ticket = tonumber(e.ticket)
-                    e.tried = tonumber(e.tried) or NOW
-                    return e
-                end
-            end
-        end
-    end
-    redis.call('ZREM', queue, member)
-    return nil
-end
-
--- How far the lines are judged through one another (a waiter behind a waiter behind...): beyond
--- this depth a waiter counts as able to run (it keeps its turn), which errs towards order.
-local DEPTH_MAX = 2
--- Line entries one call may judge (WORK_MAX, from jobs_core/protocol.py): past it, whatever is
--- left unjudged keeps its turn (erring towards order again), so a call's work stays bounded.
-local WORK = {left = WORK_MAX}
-local line
-
--- How waiter e stands on name n, for request r behind it in n's line that needs n too:
--- 'final': it will leave (an existing output, overwrite off);
--- 'passable': it cannot run for a reason no job that passed someone caused (a missing input, a
--- lock held by a job that did not pass anyone or by r's own process, a waiter ahead of it in
--- another line), so r may pass it;
--- 'on': blocked only on n itself (by readers r joins, or jobs that passed it): it keeps its turn;
--- 'strict': it can run once n is free, or waits only for jobs that passed someone: it keeps its turn.
-local function standing(e, n, r, depth, found)
-    if WORK.left <= 0 then
-        return 'strict'
-    end
-    WORK.left = WORK.left - 1
-    local list = found
-    if not list then
-        list = {}
-        conflicts(e, list)
-    end
-    local on, elsewhere = false, false
-    for _, b in ipairs(list) do
-        if b[1] == 'output_exists' then
-            return 'final'
-        end
-        local on_n = b[2] > 0 and e.names[b[2]] == n
-        if on_n then
-            on = true
-        end
-        if not on_n then
-            if b[3] == '' or b[1] == 'job_running' or b[1] == 'input_queued' or b[1] == 'output_queued' then
-                elsewhere = true
-            else
-                local h = holder_fields(b[3], 'passer', 'host', 'pid')
-                if h[1] ~= '1' or (h[2] == r.host and tonumber(h[3]) == r.pid) then
-                    elsewhere = true
-                end
-            end
-        end
-    end
-    if elsewhere then
-        return 'passable'
-    end
-    if on then
-        return 'on'
-    end
-    if not found and #list == 0 and depth < DEPTH_MAX then
-        for i, m in ipairs(e.names) do
-            if m ~= n and line(e, i, depth + 1) then
-                return 'passable'  -- kept out of m by a waiter ahead of it there
-            end
-        end
-    end
-    return 'strict'
-end
-
--- The place of request r in its i-th name's line: nil if no live waiter ahead of it keeps the
--- name from it, else that waiter. Entries ahead that it may pass set r.passed.
-line = function(r, i, depth)
-    local n = r.names[i]
-    local q = k_queue(n)
-    local from, page = 0, 2
-    while true do
-        local members = redis.call('ZRANGE', q, from, from + page - 1, 'WITHSCORES')
-        for j = 1, #members, 2 do
-            local member, ticket = members[j], tonumber(members[j + 1])
-            if member == r.nonce or (r.ticket > 0 and (ticket > r.ticket or (ticket == r.ticket and member > r.nonce)))
-            then
-                return nil
-            end
-            local e = entry(q, member)
-            if e then
-                if not (only_reads(e, n) and only_reads(r, n) and reads(r, i)) then
-                    local st = standing(e, n, r, depth)
-                    if st == 'passable' or st == 'final' then
-                        r.passed = true
-                    else
-                        return e
-                    end
-                end
-            else
-                from = from - 1  -- it left the line: the next page starts one earlier
-            end
-        end
-        if #members < 2 * page then
-            return nil
-        end
-        if from + page >= LINE_MAX or WORK.left <= 0 then
-            -- a line longer than is looked at: keep behind the last one seen
-            local e = entry(q, members[#members - 1])
-            if e and e.nonce ~= r.nonce then
-                return e
-            end
-            return nil
-        end
-        from = from + page
-        page = math.min(page * 4, SCAN_MAX)
-    end
-end
+local queues  -- defined below, once everything its functions use is
 
 -- Everything that keeps request r from starting now: its conflicts or, when there are none, the
 -- waiter ahead of it in the line of each of its names (the lines are judged only for a start that
@@ -285,6 +142,7 @@ local function blockers(r)
     if #list > 0 or redis.call('ZCARD', K_WAITING) == 0 then
         return list
     end
+    local line = queues().line
     for i = 1, #r.names do
         local e = line(r, i, 0)
         if e then
@@ -385,76 +243,234 @@ local function take(r, lease_ms)
     return token
 end
 
--- The lease a grant gives waiter e: its own, but no longer than its place in line would live
--- (ALIVE_MS after its last try): a waiter that died meanwhile gets nothing it keeps for long.
--- A job that renews extends it at its first beat; one that does not renews once on receipt.
-local function grant_lease(e)
-    return math.max(1, math.min(tonumber(e.lease), math.floor((e.tried - NOW) * 1000) + ALIVE_MS))
-end
-
--- A request of nobody's process, for judging who may pass a waiter in a release's scan.
-local NOBODY = {host = '', pid = -1}
-
--- After the state of name n changed (released, written, a waiter left): start, for them, the
--- waiters of line q that can run now, in line order, and tell them; q is n's line, or (n nil)
--- the line of a job id. Stops at the first that keeps its turn; one that waits in vain (an
--- existing output) is told to look (it then leaves). At most SCAN_MAX entries are judged; if
--- more are left, the next one is told to look for itself (its own try goes on from there).
-local function scan(q, n)
-    local from, looked, page = 0, 0, 2
-    while looked < SCAN_MAX do
-        local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
-        page = page * 4
-        if #members == 0 then
-            return
+-- The lines: what only a namespace with waiting jobs needs. Lua makes a function's closure each
+-- time a script runs its definition, so these are defined on first use (queues()), and a start or
+-- stop that meets no waiter pays nothing for them.
+local QUEUES
+queues = function()
+    if QUEUES then
+        return QUEUES
+    end
+    -- whether request r only reads name n (it is among its inputs and not among its outputs)
+    local function only_reads(r, n)
+        if not r.writes then
+            r.writes = {}
+            for i = r.nin + 1, #r.names do
+                r.writes[r.names[i]] = true
+            end
         end
-        for _, member in ipairs(members) do
-            looked = looked + 1
-            local e = entry(q, member)
-            if e then
-                e.passed = false
-                local list = blockers(e)
-                if #list == 0 then
-                    local lease = grant_lease(e)
-                    local token = take(e, lease)
-                    notify(e.ch, e.nonce .. '\t' .. token .. '\t' .. lease .. '\t' .. NOWS)
-                elseif is_final(list) then
-                    unqueue(e)
-                    notify(e.ch, e.nonce)
-                else
-                    from = from + 1
-                    if list[1][1] == 'job_running' then
-                        -- blocked by another start of its id: woken when that one stops
-                        redis.call('ZADD', k_idqueue(e.id), 'NX', e.ticket, e.nonce)
-                        redis.call('PEXPIRE', k_idqueue(e.id), 2 * ALIVE_MS)
+        return not r.writes[n]
+    end
+
+    -- The waiter a line entry stands for, or nil if it is gone (not alive, or its record is not a
+    -- well-formed start request): dropped from the line then.
+    local function entry(queue, member)
+        local alive = tonumber(redis.call('ZSCORE', K_WAITING, member))
+        if alive and alive > NOW then
+            local raw = redis.pcall('GET', k_waiter(member))
+            if type(raw) == 'string' then
+                local ok, e = pcall(cjson.decode, raw)
+                if ok and type(e) == 'table' and e.nonce == member and type(e.id) == 'string'
+                    and type(e.names) == 'table' and tonumber(e.nin) and tonumber(e.lease) and tonumber(e.renews)
+                    and tonumber(e.ow) and tonumber(e.ttl) and tonumber(e.pid) and tonumber(e.ticket)
+                    and type(e.host) == 'string' and type(e.ch) == 'string' and type(e.lin) == 'string' then
+                    local names_ok = e.nin >= 0 and e.nin <= #e.names
+                    for _, n in ipairs(e.names) do
+                        names_ok = names_ok and type(n) == 'string'
                     end
-                    if n == nil then
-                        if list[1][1] == 'job_running' then
-                            return  -- the id runs again: the others wait for that start
+                    if names_ok then
+                        e.alive = alive
+                        e.ticket = tonumber(e.ticket)
+                        e.tried = tonumber(e.tried) or NOW
+                        return e
+                    end
+                end
+            end
+        end
+        redis.call('ZREM', queue, member)
+        return nil
+    end
+
+    -- How far the lines are judged through one another (a waiter behind a waiter behind...): beyond
+    -- this depth a waiter counts as able to run (it keeps its turn), which errs towards order.
+    local DEPTH_MAX = 2
+    -- Line entries one call may judge (WORK_MAX, from jobs_core/protocol.py): past it, whatever is
+    -- left unjudged keeps its turn (erring towards order again), so a call's work stays bounded.
+    local WORK = {left = WORK_MAX}
+    local line
+
+    -- How waiter e stands on name n, for request r behind it in n's line that needs n too:
+    -- 'final': it will leave (an existing output, overwrite off);
+    -- 'passable': it cannot run for a reason no job that passed someone caused (a missing input, a
+    -- lock held by a job that did not pass anyone or by r's own process, a waiter ahead of it in
+    -- another line), so r may pass it;
+    -- 'on': blocked only on n itself (by readers r joins, or jobs that passed it): it keeps its turn;
+    -- 'strict': it can run once n is free, or waits only for jobs that passed someone: it keeps its turn.
+    local function standing(e, n, r, depth, found)
+        if WORK.left <= 0 then
+            return 'strict'
+        end
+        WORK.left = WORK.left - 1
+        local list = found
+        if not list then
+            list = {}
+            conflicts(e, list)
+        end
+        local on, elsewhere = false, false
+        for _, b in ipairs(list) do
+            if b[1] == 'output_exists' then
+                return 'final'
+            end
+            local on_n = b[2] > 0 and e.names[b[2]] == n
+            if on_n then
+                on = true
+            end
+            if not on_n then
+                if b[3] == '' or b[1] == 'job_running' or b[1] == 'input_queued' or b[1] == 'output_queued' then
+                    elsewhere = true
+                else
+                    local h = holder_fields(b[3], 'passer', 'host', 'pid')
+                    if h[1] ~= '1' or (h[2] == r.host and tonumber(h[3]) == r.pid) then
+                        elsewhere = true
+                    end
+                end
+            end
+        end
+        if elsewhere then
+            return 'passable'
+        end
+        if on then
+            return 'on'
+        end
+        if not found and #list == 0 and depth < DEPTH_MAX then
+            for i, m in ipairs(e.names) do
+                if m ~= n and line(e, i, depth + 1) then
+                    return 'passable'  -- kept out of m by a waiter ahead of it there
+                end
+            end
+        end
+        return 'strict'
+    end
+
+    -- The place of request r in its i-th name's line: nil if no live waiter ahead of it keeps the
+    -- name from it, else that waiter. Entries ahead that it may pass set r.passed.
+    line = function(r, i, depth)
+        local n = r.names[i]
+        local q = k_queue(n)
+        local from, page = 0, 2
+        while true do
+            local members = redis.call('ZRANGE', q, from, from + page - 1, 'WITHSCORES')
+            for j = 1, #members, 2 do
+                local member, ticket = members[j], tonumber(members[j + 1])
+                if member == r.nonce or (r.ticket > 0 and (ticket > r.ticket or (ticket == r.ticket and member > r.nonce)))
+                then
+                    return nil
+                end
+                local e = entry(q, member)
+                if e then
+                    if not (only_reads(e, n) and only_reads(r, n) and reads(r, i)) then
+                        local st = standing(e, n, r, depth)
+                        if st == 'passable' or st == 'final' then
+                            r.passed = true
+                        else
+                            return e
                         end
+                    end
+                else
+                    from = from - 1  -- it left the line: the next page starts one earlier
+                end
+            end
+            if #members < 2 * page then
+                return nil
+            end
+            if from + page >= LINE_MAX or WORK.left <= 0 then
+                -- a line longer than is looked at: keep behind the last one seen
+                local e = entry(q, members[#members - 1])
+                if e and e.nonce ~= r.nonce then
+                    return e
+                end
+                return nil
+            end
+            from = from + page
+            page = math.min(page * 4, SCAN_MAX)
+        end
+    end
+
+    -- The lease a grant gives waiter e: its own, but no longer than its place in line would live
+    -- (ALIVE_MS after its last try): a waiter that died meanwhile gets nothing it keeps for long.
+    -- A job that renews extends it at its first beat; one that does not renews once on receipt.
+    local function grant_lease(e)
+        return math.max(1, math.min(tonumber(e.lease), math.floor((e.tried - NOW) * 1000) + ALIVE_MS))
+    end
+
+    -- A request of nobody's process, for judging who may pass a waiter in a release's scan.
+    local NOBODY = {host = '', pid = -1}
+
+    -- After the state of name n changed (released, written, a waiter left): start, for them, the
+    -- waiters of line q that can run now, in line order, and tell them; q is n's line, or (n nil)
+    -- the line of a job id. Stops at the first that keeps its turn; one that waits in vain (an
+    -- existing output) is told to look (it then leaves). At most SCAN_MAX entries are judged; if
+    -- more are left, the next one is told to look for itself (its own try goes on from there).
+    local function scan(q, n)
+        local from, looked, page = 0, 0, 2
+        while looked < SCAN_MAX do
+            local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
+            page = page * 4
+            if #members == 0 then
+                return
+            end
+            for _, member in ipairs(members) do
+                looked = looked + 1
+                local e = entry(q, member)
+                if e then
+                    e.passed = false
+                    local list = blockers(e)
+                    if #list == 0 then
+                        local lease = grant_lease(e)
+                        local token = take(e, lease)
+                        notify(e.ch, e.nonce .. '\t' .. token .. '\t' .. lease .. '\t' .. NOWS)
+                    elseif is_final(list) then
+                        unqueue(e)
+                        notify(e.ch, e.nonce)
                     else
-                        local st = standing(e, n, NOBODY, 0, list)
-                        if st == 'on' or st == 'strict' then
-                            return
+                        from = from + 1
+                        if list[1][1] == 'job_running' then
+                            -- blocked by another start of its id: woken when that one stops
+                            redis.call('ZADD', k_idqueue(e.id), 'NX', e.ticket, e.nonce)
+                            redis.call('PEXPIRE', k_idqueue(e.id), 2 * ALIVE_MS)
+                        end
+                        if n == nil then
+                            if list[1][1] == 'job_running' then
+                                return  -- the id runs again: the others wait for that start
+                            end
+                        else
+                            local st = standing(e, n, NOBODY, 0, list)
+                            if st == 'on' or st == 'strict' then
+                                return
+                            end
                         end
                     end
                 end
             end
         end
-    end
-    local rest = redis.call('ZRANGE', q, from, from)
-    if rest[1] then
-        local e = entry(q, rest[1])
-        if e then
-            notify(e.ch, e.nonce)
+        local rest = redis.call('ZRANGE', q, from, from)
+        if rest[1] then
+            local e = entry(q, rest[1])
+            if e then
+                notify(e.ch, e.nonce)
+            end
         end
     end
+
+    QUEUES = {line = line, scan = scan, standing = standing}
+    return QUEUES
 end
 
 local function scan_names(names)
     if redis.call('ZCARD', K_WAITING) == 0 then
         return
     end
+    local scan = queues().scan
     for _, n in ipairs(names) do
         scan(k_queue(n), n)
     end

@@ -77,7 +77,7 @@ end
 OUTBOX.names = names
 scan_names(names)
 if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
-    scan(k_idqueue(id), nil)
+    queues().scan(k_idqueue(id), nil)
 end
 flush()
 
