@@ -431,6 +431,23 @@ def test_stop_jobspy_jobs(cli: Cli) -> None:
     other.stop()
 
 
+def test_stop_a_jobspy_job_whose_names_hold_newlines(cli: Cli) -> None:
+    """jobspy accepts any name: a newline in one must round-trip through stop.lua (the names go as
+    separate arguments, never split on newlines) and through the release announcement (JSON)."""
+    cli.write("solo")
+    job = legacy_start(cli, "solo", "nl\nout,plain.out")
+    spy = cli.raw.pubsub()
+    spy.subscribe(cli.prefix + "jobs:wake")
+    spy.get_message(timeout=2)
+    r = cli.run("stop", job)
+    assert r.code == 0, r.err
+    assert cli.get("nl\nout") == job and cli.get("plain.out") == job
+    assert not cli.raw.exists(cli.prefix + "olock:nl\nout", cli.prefix + "ilock:solo")
+    message = spy.get_message(timeout=2)
+    spy.close()
+    assert message and json.loads(message["data"]) == ["solo", "nl\nout", "plain.out"]
+
+
 # -- repairs -------------------------------------------------------------------------------------
 
 

@@ -188,7 +188,7 @@ class Model:
             return "final"
         on = elsewhere = False
         for reason, name, holder in found:
-            if reason != "job_running" and name == n:
+            if reason != "job_running" and name == n and not (reason == "input_missing" and holder is None):
                 on = True
             elif holder is None or reason == "job_running" or not holder.passer or holder.host == host:
                 elsewhere = True

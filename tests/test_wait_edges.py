@@ -286,6 +286,24 @@ def test_a_head_that_cannot_run_does_not_hold_up_newcomers(real_backend, prefix)
     head.stop()
 
 
+def test_a_reader_waiting_for_a_missing_input_does_not_keep_it_from_its_writer(real_backend, prefix):
+    """A reader of x waits for x to be written (nobody writes it yet); the job that will write x comes
+    later, so it is behind the reader in x's line. It must start at once (the demo's pipeline waited
+    for its deadline: transform, the writer of clean.events, was kept behind report, its reader)."""
+    c = jobs_core.Coordinator(real_backend.client(), prefix, poll=30)
+    reader = c.job(["x"], [], duration=30, wait=20)
+    t = threading.Thread(target=reader.start)
+    t.start()
+    until(lambda: c.waiting_jobs())
+    t0 = time.monotonic()
+    writer = c.job([], ["x"], duration=30, wait=20).start()
+    assert time.monotonic() - t0 < 0.5
+    writer.stop()
+    t.join(5)
+    assert reader.is_running  # granted by the write
+    reader.stop()
+
+
 def test_the_release_hands_over_without_a_round_trip(redis7, prefix):
     """A direct grant: between the holder's stop and the waiter's start() returning, the server runs
     one script (the stop), in another process's terms no round trip of the waiter's own."""

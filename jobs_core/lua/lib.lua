@@ -321,7 +321,9 @@ queues = function()
             if b[1] == 'output_exists' then
                 return 'final'
             end
-            local on_n = b[2] > 0 and e.names[b[2]] == n
+            -- a missing input (nobody writing it) is no reason to keep n from a start: that start
+            -- may well be the one that writes it
+            local on_n = b[2] > 0 and e.names[b[2]] == n and not (b[1] == 'input_missing' and b[3] == '')
             if on_n then
                 on = true
             end
