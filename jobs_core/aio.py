@@ -77,7 +77,7 @@ class AsyncJob(JobBase):
                 return self
             c = self.coordinator
             wait = self._new_wait()
-            c._track_wait(wait)
+            c.wait_began(wait)
             try:
                 started = await c.run(wait.flow())
             except BaseException as exc:
@@ -86,7 +86,7 @@ class AsyncJob(JobBase):
                     await self._leave(wait)
                 raise
             finally:
-                c._untrack_wait(wait)
+                c.wait_ended(wait)
             first_beat = self._begin(wait, started)
             if self._renew_grant(started):
                 await self._claim()

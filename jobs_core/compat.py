@@ -242,10 +242,11 @@ class ResourceManager:
         job is stopped as failed and ResourceUnavailable raised.
         """
         with self._lock:
-            if not self.is_running or time.time() - self.last_refreshed <= 1:
+            job, last = self._job, self.last_refreshed
+            if job is None or last is None or time.time() - last <= 1:
                 return None
             try:
-                self._job.refresh()
+                job.refresh()
                 result: dict[str, Any] = {"ok": True}
             except LockLost as exc:
                 result = {"ok": False, "err": exc.lost}

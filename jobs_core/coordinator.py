@@ -217,11 +217,11 @@ class CoordinatorBase:
         with self._lock:
             self._running.pop(id(job), None)
 
-    def _track_wait(self, wait: Wait) -> None:
+    def wait_began(self, wait: Wait) -> None:
         with self._lock:
             self._waits[wait.nonce] = wait
 
-    def _untrack_wait(self, wait: Wait) -> None:
+    def wait_ended(self, wait: Wait) -> None:
         with self._lock:
             self._waits.pop(wait.nonce, None)
 

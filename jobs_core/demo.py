@@ -147,7 +147,9 @@ class Timeline:
         self.failed: list[str] = []
         self.exited: set[str] = set()
 
-    def who(self, job_id: str) -> str:
+    def who(self, job_id: str | None) -> str:
+        if job_id is None:
+            return "?"
         return self.labels.get(job_id, job_id)
 
     def add(self, event: tuple[float, str, str, dict[str, Any]]) -> None:

@@ -53,11 +53,24 @@ class Host(Protocol):
     def checked_io(self, inputs: Any, outputs: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """``check_io(inputs, outputs)``, remembered for the lists a coordinator sees again."""
 
-    def _track_wait(self, wait: Wait) -> None:
+    def wait_began(self, wait: Wait) -> None:
         """A start() call of this coordinator's is under way (``stop_all`` ends it first)."""
 
-    def _untrack_wait(self, wait: Wait) -> None:
+    def wait_ended(self, wait: Wait) -> None:
         """That start() call ended."""
+
+
+class SyncHost(Host, Protocol):
+    """What a sync job needs besides: its coordinator's heartbeat thread."""
+
+    def track(self, job: Any, first_beat: float | None) -> None:
+        """Count ``job`` as running here, renewed after ``first_beat`` seconds (None: never)."""
+
+    def untrack(self, job: Any) -> None:
+        """``job`` no longer runs here."""
+
+    def unbeat(self, job: Any) -> None:
+        """No more renewals of ``job``."""
 
 
 def caller_name(depth: int) -> str:
@@ -93,8 +106,8 @@ class JobBase:
         _depth: int = 2,
     ) -> None:
         self.inputs, self.outputs = coordinator.checked_io(inputs, outputs)
-        self.duration: float = check_seconds(duration, "duration", minimum=0.001)  # type: ignore[assignment]
-        self.wait: float = check_seconds(wait or 0, "wait")  # type: ignore[assignment]
+        self.duration = check_seconds(duration, "duration", minimum=0.001)
+        self.wait = check_seconds(wait or 0, "wait")
         if heartbeat is True:
             self.heartbeat: float | None = self.duration / 3
         elif heartbeat is False or heartbeat is None:
@@ -256,7 +269,7 @@ class JobBase:
         self._renewing = True
         log.info("job %s resumed with token %d", self.id, token)
 
-    def _detach_flow(self, lease: float | None) -> Flow[int | None]:
+    def _detach_flow(self, lease: float | None) -> Flow[int]:
         """Leave the locks held for another process to :meth:`resume`; see :meth:`Job.detach`."""
         if lease is not None:
             lease = check_seconds(lease, "lease", minimum=0.001)
@@ -271,6 +284,7 @@ class JobBase:
         self._active = False
         log.info("job %s (token %s) detached: its locks stay held%s", self.id, self.token,
                  f" for {lease}s" if lease is not None else "")
+        assert self.token is not None  # it is running
         return self.token
 
     def _stop_flow(self, commit: bool) -> Flow[None]:
@@ -368,6 +382,8 @@ class Job(JobBase):
     success, left untouched on an exception.
     """
 
+    coordinator: SyncHost
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock = threading.RLock()
@@ -394,7 +410,7 @@ class Job(JobBase):
                 return self
             c = self.coordinator
             wait = self._new_wait()
-            c._track_wait(wait)
+            c.wait_began(wait)
             try:
                 started = c.run(wait.flow())
             except BaseException as exc:
@@ -403,7 +419,7 @@ class Job(JobBase):
                     self._leave(wait)
                 raise
             finally:
-                c._untrack_wait(wait)
+                c.wait_ended(wait)
             first_beat = self._begin(wait, started)
             if self._renew_grant(started):
                 self._claim()

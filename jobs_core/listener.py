@@ -88,6 +88,10 @@ class _Registration:
         self.key = key
         self.message: Message | None = None
 
+    def deliver(self, message: Message) -> None:
+        """Hand ``message`` to the wait (the listener calls it; a grant or a close is kept over a nudge)."""
+        raise NotImplementedError
+
     def wants(self, names: frozenset[str]) -> bool:
         """Whether a release of ``names`` concerns this wait on names."""
         return isinstance(self.key, frozenset) and not self.key.isdisjoint(names)
@@ -230,6 +234,7 @@ class Listener(_ListenerBase):
         self._ready = threading.Event()
         self._closing = False
         self._closed: Closed | None = None
+        self._idle_since = time.monotonic()
 
     def _deliver(self, reg: Any, message: Message) -> None:
         reg.deliver(message)

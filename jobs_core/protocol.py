@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 from .errors import InvalidArgument, InvalidType
 from .facts import Holder, OutputInfo, RunningJob, Waiter
@@ -40,6 +40,14 @@ def text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+@overload
+def check_seconds(value: Any, what: str, *, minimum: float = ..., allow_none: Literal[False] = ...) -> float: ...
+
+
+@overload
+def check_seconds(value: Any, what: str, *, minimum: float = ..., allow_none: bool) -> float | None: ...
 
 
 def check_seconds(value: Any, what: str, *, minimum: float = 0.0, allow_none: bool = False) -> float | None:

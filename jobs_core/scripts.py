@@ -80,7 +80,7 @@ def argv(record: tuple, names: Sequence[str] = ()) -> list[Any]:
 
 
 def _read(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
 @cache

@@ -98,7 +98,7 @@ class JobsTaskMixin:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if issubclass(cls, luigi.Task) and cls.output is luigi.Task.output:
+        if issubclass(cls, luigi.Task) and getattr(cls, "output") is luigi.Task.output:  # noqa: B009 (for mypy)
             raise TypeError(f"{cls.__qualname__}: luigi.Task comes before JobsTaskMixin among its bases, so "
                             "luigi.Task.output() (no outputs: never complete) hides the mixin's; derive from "
                             "jobs_luigi.JobsTask, or list JobsTaskMixin first")
@@ -106,7 +106,7 @@ class JobsTaskMixin:
         # JobsTaskMixin subclass) is left alone, and the wrapper lets a nested call through
         run = next((vars(k)["run"] for k in cls.__mro__ if "run" in vars(k)), None)
         if run is not None and not getattr(run, "__jobs_locked__", False):  # None: an external task
-            cls.run = _locked(run)
+            setattr(cls, "run", _locked(run))  # noqa: B010 (the mixin declares no run() of its own)
 
     def __getstate__(self) -> Any:
         # a copy (pickled by a cluster task type inside run(), or copy.copy) holds none of the locks
@@ -289,7 +289,7 @@ def _locked(attr: Any) -> Callable[..., Any]:
             locks.commit()
             return result
 
-    locked_run.__jobs_locked__ = True
+    setattr(locked_run, "__jobs_locked__", True)  # noqa: B010 (an attribute functools.wraps does not know)
     return locked_run
 
 
