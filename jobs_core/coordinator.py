@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from .connect import client_from_url, close_client, is_cluster_url
 from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable, StateChanged
+from .events import Observer, emit
 from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
@@ -99,6 +100,8 @@ class CoordinatorBase:
         poll: longest fallback poll, in seconds, while waiting on something that
             does not publish wake-ups (a jobs.py writer, a plain ``SET``).
         clock: monotonic clock for waits and lease bookkeeping (tests inject one).
+        observers: :class:`jobs_core.events.Observer` objects that hear of every job (also
+            :meth:`observe`).
 
     Raises:
         ConfigurationError: no client, a client of the wrong kind, or a cluster
@@ -116,6 +119,7 @@ class CoordinatorBase:
         output_ttl: float | None = None,
         poll: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        observers: Iterable[Observer] = (),
     ) -> None:
         check_client(client, self._async)
         if not isinstance(prefix, str):
@@ -145,6 +149,8 @@ class CoordinatorBase:
         self._running: dict[int, Any] = {}  # jobs started here and not stopped, by id()
         self._waits: dict[str, Wait] = {}  # start() calls under way here, by nonce
         self.closed = False
+        #: What hears of every job of this coordinator (see :meth:`observe`).
+        self.observers: tuple[Observer, ...] = tuple(observers)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} client={self.client!r}>"
@@ -181,6 +187,11 @@ class CoordinatorBase:
                                      "(and optionally JOBS_PREFIX)")
         kwargs.setdefault("prefix", os.environ.get(ENV_PREFIX, ""))
         return cls.from_url(url, **kwargs)
+
+    def observe(self, observer: Observer) -> None:
+        """Add ``observer``: it hears of every job of this coordinator from now on."""
+        with self._lock:
+            self.observers = (*self.observers, observer)
 
     def plan_for(self, key: tuple[Any, ...], build: Callable[[], Plan]) -> Plan:
         """The plan template for ``key`` (one per kind of job run here), built once with ``build``."""
@@ -250,7 +261,7 @@ class CoordinatorBase:
         return Plan(self.keys, "", *check_io(inputs, outputs), lease=1.0, renews=False, overwrite=overwrite,
                     history=False, output_ttl=None, host=self.host, pid=os.getpid(), publish=self.publish)
 
-    def _report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
+    def report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
         """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
         blockers = tuple(blockers)
         if not blockers:
@@ -267,7 +278,7 @@ class CoordinatorBase:
         reply = yield from ready_flow(plan, timeout, self.clock, self.poll)
         if reply.started:
             return BlockReport(True, reply.now)
-        report = yield from self._report_flow(reply.now, reply.blockers)
+        report = yield from self.report_flow(reply.now, reply.blockers)
         raise ResourceUnavailable(report.reasons, report.blockers, self.clock() - began)
 
     def _holders_flow(self, holders: Iterable[Holder]) -> Flow:
@@ -281,7 +292,7 @@ class CoordinatorBase:
     def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
         plan = self._check_plan(inputs, outputs, overwrite)
         reply = parse_start((yield Call("start", plan.keys, plan.start_args("", CHECK))), plan)
-        return (yield from self._report_flow(reply.now, reply.blockers))
+        return (yield from self.report_flow(reply.now, reply.blockers))
 
     def _holder_flow(self, job_id: str) -> Flow:
         job_id = check_job_id(job_id, "job id")
@@ -411,6 +422,7 @@ class CoordinatorBase:
                                + " are no longer held by the holders shown (another job took, released or "
                                "renewed them)")
         yield from self._scan_flow(ins + outs)
+        emit(self.observers, "repaired", "unlock", ins + outs)
         return values[0]
 
     def _create_flow(self, outputs: Iterable[str], job_id: str, ttl: float | None, expected: Any = None) -> Flow:
@@ -433,6 +445,7 @@ class CoordinatorBase:
             raise StateChanged(changed, "nothing was created: " + ", ".join(map(repr, changed)) + " no longer "
                                "has the writer or write lock shown (another job wrote or locked it meanwhile)")
         yield from self._scan_flow(outs)
+        emit(self.observers, "repaired", "create", outs)
         return values[0]
 
     def _scan_flow(self, names: Iterable[str]) -> Flow[None]:
@@ -575,7 +588,11 @@ class Coordinator(CoordinatorBase):
             **options: ``job_id`` (a fixed id), ``name`` (id base, default
                 ``<file>:<function>`` of the caller), ``on_lost(job)`` callback,
                 ``max_hold`` (seconds after which the heartbeat stops renewing),
-                ``output_ttl`` and ``history`` (override the coordinator's).
+                ``progress`` (seconds between the reports of a wait, logged at INFO:
+                what blocks it and who holds it; default 30, None for none),
+                ``on_progress(job, progress)`` callback with each report
+                (:class:`jobs_core.events.WaitProgress`), ``output_ttl`` and
+                ``history`` (override the coordinator's).
 
         Raises:
             InvalidName: a bad input or output name.

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, ResourceUnavailable
-from .facts import Blocker
+from .events import CANCELLED, STARTED, TIMED_OUT, Observer, WaitProgress, emit
+from .facts import Blocker, BlockReport
 from .keys import Keys
 from .names import check_job_id, fold
 from .plan import Plan, StopReply, parse_refresh, parse_stop
-from .protocol import FAILED, WRITTEN, check_seconds
+from .protocol import FAILED, LOST, WRITTEN, check_seconds
 from .steps import Call, Flow
 from .waiting import Started, Wait
 
@@ -43,6 +44,7 @@ class Host(Protocol):
     history: bool
     output_ttl: float | None
     clock: Callable[[], float]
+    observers: tuple[Observer, ...]
 
     def run(self, flow: Flow[T]) -> Any:
         """Run ``flow`` on the coordinator's client (sync: its result; asyncio: an awaitable of it)."""
@@ -52,6 +54,9 @@ class Host(Protocol):
 
     def checked_io(self, inputs: Any, outputs: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """``check_io(inputs, outputs)``, remembered for the lists a coordinator sees again."""
+
+    def report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
+        """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
 
     def wait_began(self, wait: Wait) -> None:
         """A start() call of this coordinator's is under way (``stop_all`` ends it first)."""
@@ -101,6 +106,8 @@ class JobBase:
         name: str | None = None,
         on_lost: Callable[[Any], Any] | None = None,
         max_hold: float | None = None,
+        progress: float | None = 30.0,
+        on_progress: Callable[[Any, WaitProgress], Any] | None = None,
         output_ttl: float | None = UNSET,
         history: bool = UNSET,
         _depth: int = 2,
@@ -119,6 +126,11 @@ class JobBase:
         self.max_hold = check_seconds(max_hold, "max_hold", minimum=0.001, allow_none=True)
         if on_lost is not None and not callable(on_lost):
             raise InvalidType(f"on_lost must be callable, not {type(on_lost).__name__}")
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidType(f"on_progress must be callable, not {type(on_progress).__name__}")
+        #: Seconds between reports of a wait's progress (logged, and passed to ``on_progress``); None: none.
+        self.progress = check_seconds(progress or None, "progress", minimum=0.01, allow_none=True)
+        self.on_progress = on_progress
         self.overwrite = bool(overwrite)
         self.output_ttl = coordinator.output_ttl if output_ttl is UNSET else check_seconds(
             output_ttl, "output_ttl", minimum=0.001, allow_none=True)
@@ -205,7 +217,18 @@ class JobBase:
     def _new_wait(self) -> Wait:
         self.blockers, self.waited = (), 0.0
         c = self.coordinator
-        return Wait(self._plan_now(), os.urandom(8).hex(), self.wait, c.clock, c.poll)
+        return Wait(self._plan_now(), os.urandom(8).hex(), self.wait, c.clock, c.poll, progress=self.progress,
+                    describe=c.report_flow, on_progress=self._progressed)
+
+    def _progressed(self, progress: WaitProgress) -> None:
+        """A wait's progress: logged, passed to ``on_progress`` and to the coordinator's observers."""
+        log.info("job %s %s", self.id, progress.describe())
+        if self.on_progress is not None:
+            try:
+                self.on_progress(self, progress)
+            except Exception:
+                log.exception("on_progress callback of job %s failed", self.id)
+        emit(self.coordinator.observers, "wait_progress", self, progress)
 
     def _begin(self, wait: Wait, started: Started) -> float | None:
         """Record a start; returns the delay to its first renewal (None: it does not renew)."""
@@ -219,8 +242,13 @@ class JobBase:
         self._started_at = started.sent
         self._deadline = started.sent + started.lease
         self._renewing = True
-        how = f"granted after waiting {self.waited:.3f}s" if started.granted else "started"
+        how = f"granted after waiting {self.waited:.3f}s" if started.granted else (
+            f"started after waiting {self.waited:.3f}s" if self.waited > 0 else "started")
         log.info("job %s %s with token %d", self.id, how, started.token)
+        observers = self.coordinator.observers
+        if observers:
+            emit(observers, "wait_ended", self, STARTED, self.waited)
+            emit(observers, "job_started", self)
         if self.heartbeat is None:
             return None
         return min(self.heartbeat, started.lease / 3)
@@ -235,6 +263,8 @@ class JobBase:
         self.blockers, self.waited = wait.blockers, wait.waited
         if isinstance(exc, ResourceUnavailable):
             log.info("job %s could not start: %s", self.id, exc)
+        emit(self.coordinator.observers, "wait_ended", self,
+             TIMED_OUT if isinstance(exc, ResourceUnavailable) else CANCELLED, wait.waited)
 
     # -- flows: run by the coordinator's driver -----------------------------------------
 
@@ -303,6 +333,12 @@ class JobBase:
         plan = self._plan
         assert plan is not None
         token = self.token
+        observers = self.coordinator.observers
+        if observers:
+            state = reply.state if reply.status in (1, 2) or not commit else LOST
+            if reply.status == 3 and commit and not reply.forced and reply.state == WRITTEN:
+                state = WRITTEN
+            emit(observers, "job_stopped", self, state, self.coordinator.clock() - self._started_at)
         if reply.status == 3:
             if commit and (reply.forced or reply.state != WRITTEN):
                 lost = self.lost or plan.all_lost()
@@ -339,6 +375,7 @@ class JobBase:
         self.lost = merged
         if first:
             log.warning("job %s lost locks: %r", self.id, lost)
+            emit(self.coordinator.observers, "locks_lost", self, lost)
         return first
 
     def _beat_plan(self) -> tuple[bool, float]:

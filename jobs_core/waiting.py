@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import CoordinatorClosed, ResourceUnavailable
-from .facts import Blocker, group_reasons
+from .events import WaitProgress
+from .facts import Blocker, BlockReport, group_reasons
 from .plan import CHECK, START, WAIT, Plan, StartReply, parse_start
 from .steps import Call, Expect, Flow, Sleep, Watch
 
@@ -119,12 +120,20 @@ class Wait:
         poll: the coordinator's longest fallback poll.
     """
 
-    def __init__(self, plan: Plan, nonce: str, wait: float, clock: Callable[[], float], poll: float) -> None:
+    def __init__(self, plan: Plan, nonce: str, wait: float, clock: Callable[[], float], poll: float, *,
+                 progress: float | None = None,
+                 describe: Callable[[float, tuple[Blocker, ...]], Flow[BlockReport]] | None = None,
+                 on_progress: Callable[[WaitProgress], None] | None = None) -> None:
         self.plan = plan
         self.nonce = nonce
         self.wait = wait
         self.clock = clock
         self.poll = poll
+        #: Seconds between progress reports (the first when the wait begins); None: none. Each
+        #: report reads the blockers' holder facts with ``describe`` and hands it to ``on_progress``.
+        self.progress = progress if describe is not None and on_progress is not None else None
+        self.describe = describe
+        self.on_progress = on_progress
         #: Whether Redis may hold something of this call (a place in line, or a start whose reply
         #: was lost): if the wait ends otherwise than by a start, :meth:`leave_flow` must run.
         self.dirty = False
@@ -148,6 +157,7 @@ class Wait:
         sent, reply = yield from self._try(WAIT if channel is not None else START, deadline - clock(), channel)
         self.blockers = reply.blockers
         schedule = Schedule(self.poll)
+        next_report: float | None = None  # the first report when the wait begins
         while not reply.started:
             if self.ended is not None:
                 raise CoordinatorClosed(f"job {self.plan.job_id!r} gave up waiting: {self.ended.reason}")
@@ -161,7 +171,13 @@ class Wait:
             if channel is None:
                 channel = yield Expect(self.nonce)  # confirmed before the next try, so no grant is missed
             else:
-                message = yield Sleep(min(schedule.delay(reply), left))
+                sleep = min(schedule.delay(reply), left)
+                if self.progress is not None:
+                    if next_report is None or clock() >= next_report:
+                        yield from self._report(reply, began, deadline)
+                        next_report = clock() + self.progress
+                    sleep = min(sleep, max(next_report - clock(), 0.0))
+                message = yield Sleep(sleep)
                 if isinstance(message, Grant) and message.token > reply.token:
                     self.waited = clock() - began
                     self.dirty = False
@@ -186,6 +202,12 @@ class Wait:
         if not reply.started and (mode == START or left <= 0 or reply.final):
             self.dirty = False  # blocked, and nothing of this call stays in Redis
         return sent, reply
+
+    def _report(self, reply: StartReply, began: float, deadline: float) -> Flow[None]:
+        assert self.describe is not None and self.on_progress is not None
+        report = yield from self.describe(reply.now, reply.blockers)
+        now = self.clock()
+        self.on_progress(WaitProgress(self.plan.job_id, now - began, max(deadline - now, 0.0), report))
 
     def _unavailable(self, reply: StartReply, began: float) -> ResourceUnavailable:
         self.waited = self.clock() - began if self.wait > 0 else 0.0
