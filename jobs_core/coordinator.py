@@ -379,7 +379,7 @@ class CoordinatorBase:
     def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None) -> Plan:
         # the names come from Redis (a jobs.py client may have used any): keys only, no validation
         return Plan(self.keys, job_id, tuple(inputs), tuple(outputs), lease=1.0, renews=False, overwrite=True,
-                    history=False, output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
+                    history=self.history, output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
 
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
@@ -591,8 +591,10 @@ class Coordinator(CoordinatorBase):
                 ``progress`` (seconds between the reports of a wait, logged at INFO:
                 what blocks it and who holds it; default 30, None for none),
                 ``on_progress(job, progress)`` callback with each report
-                (:class:`jobs_core.events.WaitProgress`), ``output_ttl`` and
-                ``history`` (override the coordinator's).
+                (:class:`jobs_core.events.WaitProgress`), ``lineage_name`` (the
+                job's name in lineage edges, default its id with digit runs
+                folded to ``*``), ``output_ttl`` and ``history`` (override the
+                coordinator's).
 
         Raises:
             InvalidName: a bad input or output name.

@@ -108,6 +108,7 @@ class JobBase:
         max_hold: float | None = None,
         progress: float | None = 30.0,
         on_progress: Callable[[Any, WaitProgress], Any] | None = None,
+        lineage_name: str | None = None,
         output_ttl: float | None = UNSET,
         history: bool = UNSET,
         _depth: int = 2,
@@ -142,6 +143,8 @@ class JobBase:
         else:
             self._base, self._fixed = check_job_id(name or caller_name(_depth), "job name"), False
         self._named = job_id is not None or name is not None
+        #: The job's name in lineage edges: ``lineage_name``, else its id with digit runs folded.
+        self.lineage_name = None if lineage_name is None else check_job_id(lineage_name, "lineage name")
         self.id = self._base if self._fixed else new_job_id(self._base)
         #: The fencing token of the current (or last) start; None before the first.
         self.token: int | None = None
@@ -187,13 +190,14 @@ class JobBase:
         if plan is None or plan.pid != pid:
             c = self.coordinator
             # jobs made afresh for every run of the same work share one template (per process)
+            lineage = self.lineage_name or fold(self.id)
             key = (self.inputs, self.outputs, self.duration, self.heartbeat is not None, self.overwrite,
-                   self.history, self.output_ttl, fold(self.id), pid)
+                   self.history, self.output_ttl, lineage, pid)
 
             def build() -> Plan:
                 return Plan(c.keys, self.id, self.inputs, self.outputs, lease=self.duration,
                             renews=self.heartbeat is not None, overwrite=self.overwrite, history=self.history,
-                            output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish)
+                            output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish, lineage=lineage)
 
             plan = c.plan_for(key, build)
         if plan.job_id != self.id:

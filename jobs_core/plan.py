@@ -44,7 +44,8 @@ class Plan:
     their position in the record.
     """
 
-    __slots__ = ("job_id", "pid", "names", "nin", "lease_ms", "keys", "_start", "_stop", "_refresh", "_leave")
+    __slots__ = ("job_id", "pid", "names", "nin", "lease_ms", "keys", "lineage", "_start", "_stop", "_refresh",
+                 "_leave")
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class Plan:
         host: str,
         pid: int,
         publish: str = "PUBLISH",
+        lineage: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.pid = pid
@@ -71,20 +73,23 @@ class Plan:
         self.keys = keys.scripts
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
         names = self.names
+        #: The job's name in lineage edges ("" for none): given, else its id folded (as jobs.py does).
+        self.lineage = (lineage or fold(job_id)) if history else ""
         self._start = argv(StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host,
-                                     pid, 0, "", fold(job_id) if history else "", publish, self.nin), names)
-        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.nin), names)
+                                     pid, 0, "", self.lineage, publish, self.nin), names)
+        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.lineage, self.nin),
+                          names)
         self._refresh = argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin), names)
         self._leave = argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin), names)
 
     def with_id(self, job_id: str) -> Plan:
-        """The same plan for another job id whose lineage form is the same (``fold``).
+        """The same plan for another job id with the same lineage name.
 
         A decorated job or a clone pays for its plan once.
         """
         other = object.__new__(Plan)
-        other.pid, other.names, other.nin, other.lease_ms, other.keys = (
-            self.pid, self.names, self.nin, self.lease_ms, self.keys)
+        other.pid, other.names, other.nin, other.lease_ms, other.keys, other.lineage = (
+            self.pid, self.names, self.nin, self.lease_ms, self.keys, self.lineage)
         other.job_id = job_id
         for slot in ("_start", "_stop", "_refresh", "_leave"):
             args = getattr(self, slot)[:]

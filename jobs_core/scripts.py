@@ -46,6 +46,7 @@ class StopArgs(NamedTuple):
     record_ms: int
     publish: str
     forced: int
+    lineage: str
     inputs: int
 
 

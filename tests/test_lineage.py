@@ -334,3 +334,4 @@ def test_json_document() -> None:
 
 def test_folding_matches_recorded_names() -> None:
     assert L.traverse(L.build(["raw.events.* -> j"], []), "raw.events.2026-11-27").start == fold("raw.events.1")
+

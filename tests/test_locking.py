@@ -490,3 +490,26 @@ def test_wait_ready_takes_no_lock(real_backend, prefix):
     with pytest.raises(ResourceUnavailable) as e:
         c.wait_ready(["missing"], timeout=0.2)
     assert e.value.args[0] == {"input_missing": ["missing"]} and e.value.waited >= 0.2
+
+
+def test_lineage_names_and_output_edges_only_when_written(real_backend, prefix):
+    """A job's lineage name names it in the edges (given, else its id folded); what it reads is recorded
+    at its start, what it writes only when it writes it (a job that failed produced nothing)."""
+    c = jobs_core.Coordinator(real_backend.client(), prefix)
+    c.create_outputs(["raw.2026-11-27"])
+    ok = c.job(["raw.2026-11-27"], ["clean.2026-11-27"], duration=30, lineage_name="airflow/etl/clean",
+               job_id="airflow/etl/clean/manual__2026-11-27").start()
+    ins, outs = c.edges()
+    assert ins == ["raw.* -> airflow/etl/clean"] and outs == []  # not written yet
+    ok.stop()
+    assert c.edges()[1] == ["airflow/etl/clean -> clean.*"]
+    with c.job(["raw.2026-11-27"], ["other.2026-11-27"], duration=30, job_id="sched.123") as job:
+        pass
+    assert "sched.* -> other.*" in c.edges()[1]
+    failed = c.job(["raw.2026-11-27"], ["never.2026-11-27"], duration=30, lineage_name="fails").start()
+    failed.stop(failed=True)
+    ins, outs = c.edges()
+    assert "raw.* -> fails" in ins and not any(e.endswith("never.*") for e in outs)
+    with pytest.raises(jobs_core.InvalidName):
+        c.job([], ["x"], duration=30, lineage_name="bad -> name")
+    assert job.lineage_name is None and ok.lineage_name == "airflow/etl/clean"

@@ -221,21 +221,13 @@ local function take(r, lease_ms)
     redis.call('ZREMRANGEBYSCORE', K_RUNNING, '-inf', NOW)
     redis.call('ZADD', K_RUNNING, expiry, r.id)
     redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', lease_ms + RECORD_SLACK_MS)
-    if r.lin ~= '' then
+    if r.lin ~= '' and r.nin > 0 then
+        -- what it reads is known at its start; what it writes only when it writes it (stop.lua)
         local edges = {}
         for i = 1, r.nin do
             edges[#edges + 1] = fold(r.names[i]) .. ' -> ' .. r.lin
         end
-        if #edges > 0 then
-            zadd_all(K_GRAPH_IN, edges)
-        end
-        edges = {}
-        for i = r.nin + 1, #r.names do
-            edges[#edges + 1] = r.lin .. ' -> ' .. fold(r.names[i])
-        end
-        if #edges > 0 then
-            zadd_all(K_GRAPH_OUT, edges)
-        end
+        zadd_all(K_GRAPH_IN, edges)
     end
     if r.ticket > 0 then
         unqueue(r)

@@ -10,8 +10,10 @@
 -- ARGV[6] - record_ms: how long the stopped holder record stays (it answers a repeated stop)
 -- ARGV[7] - publish: PUBLISH, or SPUBLISH on a cluster
 -- ARGV[8] - forced: "1" when the job is stopped from outside (stop_job, the jobs-core command)
--- ARGV[9] - inputs: how many of the names are inputs
--- ARGV[10..] - the inputs, then the outputs
+-- ARGV[9] - lineage: the job's name in lineage edges ("" for none): its output edges are recorded
+--           when its outputs are written, and only then
+-- ARGV[10] - inputs: how many of the names are inputs
+-- ARGV[11..] - the inputs, then the outputs
 -- return {1, now, state} when stopped now; {2, now, state} when this call already stopped it (a
 --        replay); {3, now, state, forced} when another call ended this start first (1 if from
 --        outside, 0 if by a process that resumed it); {0, now, "lost", index of each lost name...}
@@ -19,8 +21,8 @@
 --        no longer held after its state
 local id = ARGV[1]
 local commit = ARGV[3] == '1'
-local nin = tonumber(ARGV[9])
-local names = names_from(10)
+local nin = tonumber(ARGV[10])
+local names = names_from(11)
 OUTBOX.publish = ARGV[7]
 local record = holder_fields(id, 'token', 'state', 'ended_by', 'forced')
 local mine = record[1] == ARGV[2]
@@ -67,6 +69,13 @@ elseif commit then
             end
             redis.call('MSET', unpack(batch))
         end
+    end
+    if ARGV[9] ~= '' and nin < #names then
+        local edges = {}
+        for i = nin + 1, #names do
+            edges[#edges + 1] = ARGV[9] .. ' -> ' .. fold(names[i])
+        end
+        zadd_all(K_GRAPH_OUT, edges)
     end
 end
 ended(id, mine, state, ARGV[5], tonumber(ARGV[6]))
