@@ -29,6 +29,7 @@ from .keys import Keys, has_hash_tag
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
 from .names import check_io, check_job_id, check_name, check_names, check_text
+from .namespace import ENV_URL, resolve_namespace
 from .plan import CHECK, Plan, parse_start, parse_stop
 from .protocol import (
     READ_BATCH,
@@ -57,8 +58,6 @@ from .waiting import Closed, Wait, ready_flow
 log = logging.getLogger("jobs_core")
 _NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
                 "so use a prefix such as '{{jobs}}:' (braces included)")
-ENV_URL = "JOBS_REDIS_URL"
-ENV_PREFIX = "JOBS_PREFIX"
 #: How many plan templates a coordinator keeps (one per kind of job it runs).
 PLAN_CACHE = 256
 T = TypeVar("T")
@@ -180,13 +179,10 @@ class CoordinatorBase:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Any:
-        """A coordinator for ``$JOBS_REDIS_URL`` with prefix ``$JOBS_PREFIX`` (default ``""``)."""
-        url = os.environ.get(ENV_URL)
-        if not url:
-            raise ConfigurationError(f"{ENV_URL} is not set: export {ENV_URL}=redis://host:6379/0 "
-                                     "(and optionally JOBS_PREFIX)")
-        kwargs.setdefault("prefix", os.environ.get(ENV_PREFIX, ""))
-        return cls.from_url(url, **kwargs)
+        """A coordinator for ``$JOBS_REDIS_URL`` with prefix ``$JOBS_PREFIX`` (default ``""``); a
+        ``prefix=`` given wins (see :func:`jobs_core.namespace.resolve_namespace`)."""
+        where = resolve_namespace(None, kwargs.pop("prefix", None), given="")
+        return cls.from_url(where.url, where.prefix, **kwargs)
 
     def observe(self, observer: Observer) -> None:
         """Add ``observer``: it hears of every job of this coordinator from now on."""

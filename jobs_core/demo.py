@@ -41,9 +41,9 @@ import redis
 
 import jobs_core
 
-from .coordinator import ENV_PREFIX, ENV_URL
 from .display import printable
 from .embedded import server_url
+from .namespace import ENV_PREFIX, ENV_URL
 from .urls import describe_error, hide_password
 
 #: Lease of every demo job, in seconds; the heartbeat renews it every third of that.

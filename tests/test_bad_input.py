@@ -481,8 +481,10 @@ def client_cases(x: Ctx) -> dict[str, tuple[Callable[[], Any], str]]:
 def test_missing_connections_and_wrong_clients(ctx, unchanged, monkeypatch):
     monkeypatch.delenv("JOBS_REDIS_URL", raising=False)
     cases = client_cases(ctx)
-    cases["Coordinator.from_env()"] = (jobs_core.Coordinator.from_env, "JOBS_REDIS_URL is not set")
-    cases["AsyncCoordinator.from_env()"] = (jobs_core.AsyncCoordinator.from_env, "JOBS_REDIS_URL is not set")
+    cases["Coordinator.from_env()"] = (jobs_core.Coordinator.from_env, "no Redis URL for jobs_core: set one in any "
+                                                                        "of: $JOBS_REDIS_URL")
+    cases["AsyncCoordinator.from_env()"] = (jobs_core.AsyncCoordinator.from_env, "no Redis URL for jobs_core: set "
+                                                                                  "one in any of: $JOBS_REDIS_URL")
     for where, (call, words) in cases.items():
         expect(ctx, "connections", where, call, ConfigurationError, words)
         assert isinstance(outcome(call), RuntimeError), where  # what a caller would catch

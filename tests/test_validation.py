@@ -144,7 +144,10 @@ def test_missing_connection():
 
 def test_from_env_without_url(monkeypatch):
     monkeypatch.delenv("JOBS_REDIS_URL", raising=False)
-    with pytest.raises(ConfigurationError, match="JOBS_REDIS_URL is not set"):
+    with pytest.raises(ConfigurationError, match="no Redis URL .* JOBS_REDIS_URL=redis://"):
+        jobs_core.Coordinator.from_env()
+    monkeypatch.setenv("JOBS_REDIS_URL", "")  # empty: not set
+    with pytest.raises(ConfigurationError, match="no Redis URL"):
         jobs_core.Coordinator.from_env()
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import luigi
 
-from jobs_core import ConfigurationError
-from jobs_core.coordinator import ENV_PREFIX, ENV_URL
+from jobs_core.namespace import ENV_PREFIX, ENV_URL, Source, resolve_namespace
 
 
 class jobs(luigi.Config):  # lower case: Luigi reads a config class from the section named like it
@@ -41,19 +38,14 @@ class jobs(luigi.Config):  # lower case: Luigi reads a config class from the sec
 
 
 def resolve(redis_url: str | None, prefix: str | None) -> tuple[str, str]:
-    """``(url, prefix)`` of a namespace: the values given, else ``[jobs]``, else the environment.
+    """``(url, prefix)`` of a namespace: the values given, else ``[jobs]``, else the environment
+    (:func:`jobs_core.namespace.resolve_namespace`).
 
     Raises:
         ConfigurationError: no URL anywhere.
     """
     section = jobs()
-    url = redis_url or section.redis_url or os.environ.get(ENV_URL)
-    if not url:
-        raise ConfigurationError(
-            f"no Redis URL for jobs_luigi: set redis_url in the [jobs] section of luigi.cfg, export {ENV_URL}, "
-            "or pass redis_url= to the JobsTarget (jobs_redis_url on the task)")
-    if prefix is None:
-        prefix = section.prefix
-    if prefix is None:
-        prefix = os.environ.get(ENV_PREFIX, "")
-    return url, prefix
+    where = resolve_namespace(redis_url, prefix, given="the JobsTarget's redis_url= (jobs_redis_url on the task)",
+                              sources=[Source("redis_url in the [jobs] section of luigi.cfg", section.redis_url,
+                                              section.prefix)])
+    return where.url, where.prefix
