@@ -22,7 +22,7 @@ import redis
 
 from . import cli_format as fmt
 from . import lineage
-from .coordinator import ENV_PREFIX, ENV_URL, Coordinator
+from .coordinator import Coordinator
 from .display import json_text, printable, safe_json
 from .errors import (
     ConfigurationError,
@@ -35,6 +35,7 @@ from .errors import (
 )
 from .facts import OutputInfo, RunningJob
 from .names import check_io, check_job_id, check_names
+from .namespace import ENV_PREFIX, ENV_URL, resolve_namespace
 from .protocol import check_seconds
 from .urls import describe_error, hide_password
 
@@ -120,10 +121,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     """``--url``, ``--prefix``, ``-v``: accepted before and after the command name."""
     p = argparse.ArgumentParser(add_help=False)
     default: Callable[[Any], Any] = (lambda _: argparse.SUPPRESS) if suppress else (lambda v: v)
-    p.add_argument("--url", default=default(os.environ.get(ENV_URL)), metavar="URL",
+    p.add_argument("--url", default=default(None), metavar="URL",
                    help=f"Redis URL: redis://[user:password@]host:6379/0, rediss://... (TLS), unix:///path "
                         f"(default: ${ENV_URL})")
-    p.add_argument("--prefix", default=default(os.environ.get(ENV_PREFIX, "")), metavar="PREFIX",
+    p.add_argument("--prefix", default=default(None), metavar="PREFIX",
                    help=f"key prefix of the namespace, e.g. 'pfx:' (default: ${ENV_PREFIX}, else none)")
     p.add_argument("-v", "--verbose", action="store_true", default=default(False),
                    help="log what the library does (the jobs_core logger at INFO) on stderr")
@@ -256,9 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def coordinator(args: argparse.Namespace) -> Coordinator:
-    if not args.url:
-        raise CliError(f"no Redis URL: pass --url redis://host:6379/0 or set {ENV_URL}", USAGE)
-    return Coordinator.from_url(args.url, args.prefix)
+    """The namespace's coordinator; ``args.url``/``args.prefix`` become the resolved values
+    (:func:`jobs_core.namespace.resolve_namespace`: the options, else the environment)."""
+    try:
+        where = resolve_namespace(args.url, args.prefix, given="--url")
+    except ConfigurationError as exc:
+        raise CliError(str(exc), USAGE) from None
+    args.url, args.prefix = where.url, where.prefix
+    return Coordinator.from_url(where.url, where.prefix)
 
 
 def running_job(c: Coordinator, job_id: str) -> RunningJob:
@@ -546,7 +552,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PrintableFormatter("jobs-core: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
-    url = hide_password(args.url or "")
     try:
         return COMMANDS[args.command](args, coordinator(args))
     except CliError as exc:
@@ -562,9 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobsError as exc:
         return _fail(str(exc), NO)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"cannot reach Redis at {url}: {describe_error(exc, args.url)}", REDIS)
+        return _fail(f"cannot reach Redis at {hide_password(args.url)}: {describe_error(exc, args.url)}", REDIS)
     except redis.RedisError as exc:
-        return _fail(f"Redis at {url} refused: {describe_error(exc, args.url)}", REDIS)
+        return _fail(f"Redis at {hide_password(args.url)} refused: {describe_error(exc, args.url)}", REDIS)
     except KeyboardInterrupt:
         return _fail("interrupted", INTERRUPTED)
     except BrokenPipeError:
