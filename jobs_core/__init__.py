@@ -24,12 +24,14 @@ from .errors import (
                      InvalidNameType,
                      InvalidType,
                      JobsError,
+                     LimitTooSmall,
                      LockLost,
                      NotRunning,
                      ResourceUnavailable,
                      StateChanged,
+                     UnknownLimit,
 )
-from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
+from .facts import Blocker, BlockReport, Holder, LimitInfo, OutputInfo, RunningJob, Waiter
 from .job import Job
 from .names import EDGE_RE, MAX_NAMES
 from .names import NG as TYPE_NG
@@ -50,8 +52,9 @@ __all__ = [
     "AsyncCoordinator", "AsyncJob", "Blocker", "BlockReport", "CONN", "ConfigurationError", "Coordinator",
     "CoordinatorClosed",
     "DEFAULT_LOGGER", "EDGE_RE", "GLOBAL_PREFIX", "GRAPH_HISTORY", "Holder", "InvalidArgument", "InvalidName",
-    "InvalidNameType", "InvalidType", "Job", "JobsError", "LockLost", "MAX_NAMES", "NG", "NotRunning",
+    "InvalidNameType", "InvalidType", "Job", "JobsError", "LimitInfo", "LimitTooSmall", "LockLost", "MAX_NAMES",
+    "NG", "NotRunning",
     "OUTPUT_DURATION", "OutputInfo", "ResourceManager", "ResourceUnavailable", "RunningJob", "StateChanged",
-    "TYPE_NG", "VERSION", "Waiter",
+    "TYPE_NG", "UnknownLimit", "VERSION", "Waiter",
     "edges", "get_job_io", "get_jobs", "handle_auto_shutdown", "release_on_signal", "resource_manager",
 ]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from .connect import aclose_client
 from .coordinator import CoordinatorBase
 from .errors import LockLost, NotRunning
-from .facts import BlockReport, Holder, OutputInfo, RunningJob, Waiter
+from .facts import BlockReport, Holder, LimitInfo, OutputInfo, RunningJob, Waiter
 from .job import JobBase, caller_name, new_job_id
 from .listener import AsyncListener, AsyncWakeup
 from .names import check_job_id, check_names
@@ -314,9 +314,9 @@ class AsyncCoordinator(CoordinatorBase):
                 log.exception("could not stop job %s", job.id)
 
     async def wait_ready(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *, timeout: float,
-                         overwrite: bool = True) -> BlockReport:
-        """Wait until a job with these inputs and outputs could start; see :meth:`jobs_core.Coordinator.wait_ready`."""
-        return await self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+                         overwrite: bool = True, limits: Any = None) -> BlockReport:
+        """Wait until such a job could start; see :meth:`jobs_core.Coordinator.wait_ready`."""
+        return await self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout, limits))
 
     async def holder(self, job_id: str) -> Holder | None:
         """The running jobs_core start of ``job_id``; see :meth:`jobs_core.Coordinator.holder`."""
@@ -335,10 +335,22 @@ class AsyncCoordinator(CoordinatorBase):
         """Stop a running job by its id; see :meth:`jobs_core.Coordinator.stop_job`."""
         return await self.run(self._stop_job_flow(job_id, failed, token, output_ttl))
 
-    async def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
-                          ) -> BlockReport:
+    async def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True,
+                          limits: Any = None) -> BlockReport:
         """What keeps such a job from starting now; see :meth:`jobs_core.Coordinator.why_blocked`."""
-        return await self.run(self._why_blocked_flow(inputs, outputs, overwrite))
+        return await self.run(self._why_blocked_flow(inputs, outputs, overwrite, limits))
+
+    async def set_limit(self, name: str, capacity: int) -> int | None:
+        """Set the capacity of a limit; see :meth:`jobs_core.Coordinator.set_limit`."""
+        return await self.run(self._set_limit_flow(name, capacity, remove=False))
+
+    async def remove_limit(self, name: str) -> int | None:
+        """Remove a limit; see :meth:`jobs_core.Coordinator.remove_limit`."""
+        return await self.run(self._set_limit_flow(name, None, remove=True))
+
+    async def limits(self, names: Iterable[str] | None = None) -> list[LimitInfo]:
+        """The namespace's limits; see :meth:`jobs_core.Coordinator.limits`."""
+        return await self.run(self._limits_flow(names))
 
     async def output_info(self, name: str) -> OutputInfo:
         """What Redis knows about ``name``; see :meth:`jobs_core.Coordinator.output_info`."""

@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 from .connect import client_from_url, close_client, is_cluster_url
 from .errors import ConfigurationError, InvalidType, LockLost, NotRunning, ResourceUnavailable, StateChanged
 from .events import Observer, emit
-from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
+from .facts import Blocker, BlockReport, Holder, LimitInfo, OutputInfo, RunningJob, Waiter
 from .heartbeat import Heartbeat
 from .job import Job, caller_name, new_job_id
 from .keys import Keys, has_hash_tag
+from .limits import check_capacity, check_limit, check_limit_names, check_limits, limit_info, read_limits, slot_holders
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
 from .names import check_io, check_job_id, check_name, check_names, check_text
@@ -33,6 +34,7 @@ from .namespace import ENV_URL, resolve_namespace
 from .plan import CHECK, Plan, parse_start, parse_stop
 from .protocol import (
     READ_BATCH,
+    Malformed,
     Read,
     check_seconds,
     create_expectation,
@@ -51,9 +53,9 @@ from .protocol import (
     waiter,
     whole,
 )
-from .scripts import ScanArgs, Scripts, argv
+from .scripts import LimitArgs, ScanArgs, Scripts, argv
 from .steps import Batch, Call, Expect, Flow, Sleep, Watch, cmd, queue
-from .waiting import Closed, Wait, ready_flow
+from .waiting import Closed, Wait, limit_error, ready_flow
 
 log = logging.getLogger("jobs_core")
 _NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
@@ -225,10 +227,12 @@ class CoordinatorBase:
             self._running.pop(id(job), None)
 
     def wait_began(self, wait: Wait) -> None:
+        """A start() call of one of this coordinator's jobs is under way (:meth:`stop_all` ends it first)."""
         with self._lock:
             self._waits[wait.nonce] = wait
 
     def wait_ended(self, wait: Wait) -> None:
+        """That start() call ended (started or not)."""
         with self._lock:
             self._waits.pop(wait.nonce, None)
 
@@ -252,10 +256,11 @@ class CoordinatorBase:
 
     # -- flows ---------------------------------------------------------------------------
 
-    def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Plan:
+    def _check_plan(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool, limits: Any = None) -> Plan:
         """A plan for dry-run starts; job id "": no real job has it, so every lock counts as someone else's."""
         return Plan(self.keys, "", *check_io(inputs, outputs), lease=1.0, renews=False, overwrite=overwrite,
-                    history=False, output_ttl=None, host=self.host, pid=os.getpid(), publish=self.publish)
+                    history=False, output_ttl=None, host=self.host, pid=os.getpid(), publish=self.publish,
+                    limits=check_limits(limits))
 
     def report_flow(self, now: float, blockers: Iterable[Blocker]) -> Flow[BlockReport]:
         """A :class:`BlockReport` of ``blockers`` with their holders' facts."""
@@ -266,14 +271,17 @@ class CoordinatorBase:
         return BlockReport(False, now, tuple(
             Blocker(b.reason, b.name, facts[b.holder.job_id]) if b.holder else b for b in blockers))
 
-    def _wait_ready_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool, timeout: float
-                         ) -> Flow[BlockReport]:
-        plan = self._check_plan(inputs, outputs, overwrite)
+    def _wait_ready_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool, timeout: float,
+                         limits: Any = None) -> Flow[BlockReport]:
+        plan = self._check_plan(inputs, outputs, overwrite, limits)
         timeout = check_seconds(timeout, "timeout")
         began = self.clock()
         reply = yield from ready_flow(plan, timeout, self.clock, self.poll)
         if reply.started:
             return BlockReport(True, reply.now)
+        error = limit_error(reply, plan)
+        if error is not None:
+            raise error
         report = yield from self.report_flow(reply.now, reply.blockers)
         raise ResourceUnavailable(report.reasons, report.blockers, self.clock() - began)
 
@@ -285,8 +293,9 @@ class CoordinatorBase:
         reads = yield from self._read_flow([(self.keys.holder(i), "hash") for i in by_id])
         return {i: holder_facts(i, r.value, h.expires) for (i, h), r in zip(by_id.items(), reads)}
 
-    def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool) -> Flow:
-        plan = self._check_plan(inputs, outputs, overwrite)
+    def _why_blocked_flow(self, inputs: Iterable[str], outputs: Iterable[str], overwrite: bool,
+                          limits: Any = None) -> Flow:
+        plan = self._check_plan(inputs, outputs, overwrite, limits)
         reply = parse_start((yield Call("start", plan.keys, plan.start_args("", CHECK))), plan)
         return (yield from self.report_flow(reply.now, reply.blockers))
 
@@ -358,7 +367,7 @@ class CoordinatorBase:
             ttl = (whole(fields.get("ttl")) or 0) / 1000 or None  # the output time to live the job started with
         else:
             ttl = self.output_ttl
-        plan = self._stop_plan(job_id, inputs, outputs, ttl)
+        plan = self._stop_plan(job_id, inputs, outputs, ttl, read_limits(fields.get("limits")))
         reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(token, not failed, secrets.token_hex(8),
                                                                           forced=forced))), plan)
         if reply.status == 3:
@@ -372,10 +381,12 @@ class CoordinatorBase:
         log.info("job %s stopped from outside (%s)", job_id, reply.state)
         return reply.state
 
-    def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None) -> Plan:
+    def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None,
+                   limits: Iterable[tuple[str, int]] = ()) -> Plan:
         # the names come from Redis (a jobs.py client may have used any): keys only, no validation
         return Plan(self.keys, job_id, tuple(inputs), tuple(outputs), lease=1.0, renews=False, overwrite=True,
-                    history=self.history, output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish)
+                    history=self.history, output_ttl=ttl, host=self.host, pid=os.getpid(), publish=self.publish,
+                    limits=limits)
 
     def _live_members_flow(self, key: str) -> Flow:
         """``[(member, score)]`` of a zset scored by expiry, keeping those not yet expired."""
@@ -447,6 +458,37 @@ class CoordinatorBase:
     def _scan_flow(self, names: Iterable[str]) -> Flow[None]:
         """After a repair changed ``names``: start the waiters this lets run, and tell them (scan.lua)."""
         yield Call("scan", self.keys.scripts, argv(ScanArgs(self.publish), list(names)))
+
+    def _set_limit_flow(self, name: str, capacity: Any, remove: bool) -> Flow:
+        name = check_limit(name)
+        slots = 0 if remove else check_capacity(capacity, name)  # 0: remove (limit.lua)
+        before = yield Call("limit", self.keys.scripts, argv(LimitArgs(self.publish, name, slots)))
+        log.info("limit %r: capacity %s (was %s)", name, slots or "removed", int(before) or "not set")
+        return int(before) or None
+
+    def _limits_flow(self, names: Iterable[str] | None) -> Flow[list[LimitInfo]]:
+        k = self.keys
+        (capacities,) = yield from self._read_flow([(k.limits, "hash")])
+        table = capacities.value if isinstance(capacities.value, dict) else {}
+        problems = [f"limits table: {capacities.value.message}"] if isinstance(capacities.value, Malformed) else []
+        wanted = sorted(table) if names is None else list(check_limit_names(names))
+        now = yield from self._now_flow()
+        reads = yield from self._read_flow([r for n in wanted
+                                            for r in ((k.limit(n), "zset"), (k.limit_line(n), "zset"))])
+        held, lines = reads[::2], reads[1::2]
+        by_limit = [slot_holders(r.value if isinstance(r.value, list) else [], now) for r in held]
+        facts = yield from self._holders_flow(Holder(i, e) for h in by_limit for i, (_, e) in h.items())
+        nonces = [[m for m, _ in r.value] if isinstance(r.value, list) else [] for r in lines]
+        records = yield from self._read_flow([(k.waiter(m), "string") for ms in nonces for m in ms])
+        waiters = iter(records)
+        out = []
+        for n, h, ms, r_held, r_line in zip(wanted, by_limit, nonces, held, lines):
+            line = [w for m in ms if (w := waiter(m, 0.0, next(waiters).value)) is not None]
+            bad = [f"{what} of limit {n!r}: {r.value.message}" for what, r in (("slots", r_held), ("line", r_line))
+                   if isinstance(r.value, Malformed)]
+            out.append(limit_info(n, table.get(n), [(facts[i], slots) for i, (slots, _) in h.items()], line,
+                                  problems + bad))
+        return out
 
     def _edges_flow(self, before: Any, after: Any) -> Flow:
         low, high = score_range(before, after)
@@ -589,8 +631,9 @@ class Coordinator(CoordinatorBase):
                 ``on_progress(job, progress)`` callback with each report
                 (:class:`jobs_core.events.WaitProgress`), ``lineage_name`` (the
                 job's name in lineage edges, default its id with digit runs
-                folded to ``*``), ``output_ttl`` and ``history`` (override the
-                coordinator's).
+                folded to ``*``), ``limits`` (slots of shared capacity it takes with
+                its locks: ``{"warehouse": 1}``; see :meth:`set_limit`), ``output_ttl``
+                and ``history`` (override the coordinator's).
 
         Raises:
             InvalidName: a bad input or output name.
@@ -627,16 +670,17 @@ class Coordinator(CoordinatorBase):
                 log.exception("could not stop job %s", job.id)
 
     def wait_ready(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), *, timeout: float,
-                   overwrite: bool = True) -> BlockReport:
-        """Wait until a job with these inputs and outputs could start, taking no lock.
+                   overwrite: bool = True, limits: Any = None) -> BlockReport:
+        """Wait until a job with these inputs, outputs and ``limits`` could start, taking nothing.
 
         Woken by releases like a waiting job; returns the (ready) report.
 
         Raises:
             ResourceUnavailable: still blocked after ``timeout`` seconds (or an
                 existing output with ``overwrite=False``).
+            UnknownLimit, LimitTooSmall: as for a job's start.
         """
-        return self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout))
+        return self.run(self._wait_ready_flow(inputs, outputs, overwrite, timeout, limits))
 
     def holder(self, job_id: str) -> Holder | None:
         """The running jobs_core start of ``job_id`` (token, host, pid, lease expiry), or None."""
@@ -668,10 +712,34 @@ class Coordinator(CoordinatorBase):
         """
         return self.run(self._stop_job_flow(job_id, failed, token, output_ttl))
 
-    def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True
-                    ) -> BlockReport:
-        """Would a job with these inputs and outputs start now? If not, what blocks it, held by whom, until when."""
-        return self.run(self._why_blocked_flow(inputs, outputs, overwrite))
+    def why_blocked(self, inputs: Iterable[str] = (), outputs: Iterable[str] = (), overwrite: bool = True,
+                    limits: Any = None) -> BlockReport:
+        """Would a job with these inputs, outputs and ``limits`` start now? If not, what blocks it,
+        held by whom, until when."""
+        return self.run(self._why_blocked_flow(inputs, outputs, overwrite, limits))
+
+    def set_limit(self, name: str, capacity: int) -> int | None:
+        """Set the capacity of limit ``name`` (slots jobs may hold at once); returns the one it
+        had (None: none).
+
+        A change takes effect at once: more room starts the jobs waiting for
+        it; less never ends a holder, new starts wait until use is under it.
+
+        Raises:
+            InvalidArgument: a bad name, or a capacity not an int from 1 up.
+        """
+        return self.run(self._set_limit_flow(name, capacity, remove=False))
+
+    def remove_limit(self, name: str) -> int | None:
+        """Remove limit ``name``; returns the capacity it had (None: none). Its holders keep their
+        slots until they stop; jobs asking for it from now on (and those waiting) fail with
+        :class:`UnknownLimit`."""
+        return self.run(self._set_limit_flow(name, None, remove=True))
+
+    def limits(self, names: Iterable[str] | None = None) -> list[LimitInfo]:
+        """Every limit set in the namespace (or those of ``names``, set or not): capacity, slots
+        used, holders with the facts of their starts, and the jobs in line for it."""
+        return self.run(self._limits_flow(names))
 
     def output_info(self, name: str) -> OutputInfo:
         """Whether ``name`` was written, by which job, when, with which token; who locks or waits on it."""

@@ -83,3 +83,23 @@ class StateChanged(JobsError, RuntimeError):
     def __init__(self, names: tuple[str, ...], message: str) -> None:
         super().__init__(message)
         self.names = names
+
+
+class UnknownLimit(ConfigurationError, LookupError):
+    """A job asks for slots of a limit whose capacity is not set in its namespace (or was removed
+    while it waited); ``limit`` names it. Nothing was taken."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class LimitTooSmall(InvalidArgument):
+    """A job asks for more slots of a limit than its whole capacity (it could never start);
+    ``limit``, ``slots`` and ``capacity`` say which. Nothing was taken."""
+
+    def __init__(self, limit: str, slots: int, capacity: int | None, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.slots = slots
+        self.capacity = capacity

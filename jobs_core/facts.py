@@ -128,6 +128,8 @@ class RunningJob:
     output_ttl: float | None = None
     #: What could not be read from its records (malformed names list or holder record).
     problems: tuple[str, ...] = ()
+    #: The slots it holds: ``((limit, slots), ...)``.
+    limits: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,32 @@ class Waiter:
     since: float | None = None
     #: What could not be read from its waiting record.
     problems: tuple[str, ...] = ()
+    #: The slots it waits for: ``((limit, slots), ...)``.
+    limits: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    """A limit as ``limits()`` shows it: its capacity, the slots held and by whom, and its line.
+
+    ``capacity`` is None when the limit is not set (removed while jobs still
+    held slots of it). ``holders`` are ``(holder, slots)`` per job holding
+    slots, with the facts of its start; ``line`` is ``(waiter, slots asked)``
+    per job waiting for slots of it, first in line first.
+    """
+
+    name: str
+    capacity: int | None
+    used: int = 0
+    holders: tuple[tuple[Holder, int], ...] = ()
+    line: tuple[tuple[Waiter, int], ...] = ()
+    #: What could not be read from its records.
+    problems: tuple[str, ...] = ()
+
+    @property
+    def free(self) -> int:
+        """Slots a new job could take now (0 when used reaches or passes the capacity)."""
+        return max((self.capacity or 0) - self.used, 0)
 
 
 def group_reasons(blockers: tuple[Blocker, ...] | list[Blocker]) -> dict[str, list[str]]:

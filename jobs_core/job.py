@@ -22,6 +22,7 @@ from .errors import InvalidArgument, InvalidType, LockLost, NotRunning, Resource
 from .events import CANCELLED, STARTED, TIMED_OUT, Observer, WaitProgress, emit
 from .facts import Blocker, BlockReport
 from .keys import Keys
+from .limits import check_limits
 from .names import check_job_id, fold
 from .plan import Plan, StopReply, parse_refresh, parse_stop
 from .protocol import FAILED, LOST, WRITTEN, check_seconds
@@ -109,11 +110,14 @@ class JobBase:
         progress: float | None = 30.0,
         on_progress: Callable[[Any, WaitProgress], Any] | None = None,
         lineage_name: str | None = None,
+        limits: Any = None,
         output_ttl: float | None = UNSET,
         history: bool = UNSET,
         _depth: int = 2,
     ) -> None:
         self.inputs, self.outputs = coordinator.checked_io(inputs, outputs)
+        #: The slots of shared capacity it takes with its locks: ``((limit, slots), ...)``.
+        self.limits = check_limits(limits)
         self.duration = check_seconds(duration, "duration", minimum=0.001)
         self.wait = check_seconds(wait or 0, "wait")
         if heartbeat is True:
@@ -191,13 +195,14 @@ class JobBase:
             c = self.coordinator
             # jobs made afresh for every run of the same work share one template (per process)
             lineage = self.lineage_name or fold(self.id)
-            key = (self.inputs, self.outputs, self.duration, self.heartbeat is not None, self.overwrite,
-                   self.history, self.output_ttl, lineage, pid)
+            key = (self.inputs, self.outputs, self.limits, self.duration, self.heartbeat is not None,
+                   self.overwrite, self.history, self.output_ttl, lineage, pid)
 
             def build() -> Plan:
                 return Plan(c.keys, self.id, self.inputs, self.outputs, lease=self.duration,
                             renews=self.heartbeat is not None, overwrite=self.overwrite, history=self.history,
-                            output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish, lineage=lineage)
+                            output_ttl=self.output_ttl, host=c.host, pid=pid, publish=c.publish, lineage=lineage,
+                            limits=self.limits)
 
             plan = c.plan_for(key, build)
         if plan.job_id != self.id:

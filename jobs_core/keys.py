@@ -16,7 +16,7 @@ class Keys:
     """Key names of one namespace (``prefix``)."""
 
     __slots__ = ("prefix", "running", "guard", "token", "graph_input", "graph_output", "waiting", "channel",
-                 "identity", "scripts")
+                 "identity", "scripts", "limits")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -33,6 +33,8 @@ class Keys:
         self.channel = prefix + "jobs:wake"
         #: A random token naming the namespace (see :func:`jobs_core.connect.namespace_id`).
         self.identity = prefix + "jobs:namespace"
+        #: Capacity of each limit: a hash, limit name -> slots.
+        self.limits = prefix + "jobs:limits"
 
     def output(self, name: str) -> str:
         """The output key: exists once written, holds the writer's job id."""
@@ -73,6 +75,14 @@ class Keys:
     def idqueue(self, job_id: str) -> str:
         """Start calls waiting for another start of the same job id to end, scored by ticket."""
         return self.prefix + "jobs:idqueue:" + job_id
+
+    def limit(self, name: str) -> str:
+        """The slots held of limit ``name``: a zset of ``<job id>#<n>`` scored by lease expiry."""
+        return self.prefix + "jobs:limit:" + name
+
+    def limit_line(self, name: str) -> str:
+        """The line of jobs waiting for slots of limit ``name`` (nonces by ticket, as a name's line)."""
+        return self.prefix + "jobs:limitq:" + name
 
     def wake(self, channel_id: str) -> str:
         """The pub/sub channel of one coordinator: grants and nudges for its waiting jobs."""

@@ -7,8 +7,8 @@ arguments of its scripts are records built once (:class:`Plan`); a call only
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .facts import Blocker, Holder
@@ -44,8 +44,8 @@ class Plan:
     their position in the record.
     """
 
-    __slots__ = ("job_id", "pid", "names", "nin", "lease_ms", "keys", "lineage", "_start", "_stop", "_refresh",
-                 "_leave")
+    __slots__ = ("job_id", "pid", "names", "nin", "limits", "lease_ms", "keys", "lineage", "_start", "_stop",
+                 "_refresh", "_leave")
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class Plan:
         pid: int,
         publish: str = "PUBLISH",
         lineage: str | None = None,
+        limits: Iterable[tuple[str, int]] = (),
     ) -> None:
         self.job_id = job_id
         self.pid = pid
@@ -72,15 +73,18 @@ class Plan:
         #: KEYS of every call (the scripts derive the rest: see lua/lib.lua).
         self.keys = keys.scripts
         ttl = 0 if output_ttl is None else to_ms(output_ttl)
-        names = self.names
+        #: The limits it takes slots of: ``((limit, slots), ...)``.
+        self.limits = tuple((str(name), int(n)) for name, n in limits)
+        tail: list[Any] = [x for pair in self.limits for x in pair] + list(self.names)
+        lims = len(self.limits)
         #: The job's name in lineage edges ("" for none): given, else its id folded (as jobs.py does).
         self.lineage = (lineage or fold(job_id)) if history else ""
         self._start = argv(StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host,
-                                     pid, 0, "", self.lineage, publish, self.nin), names)
-        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.lineage, self.nin),
-                          names)
-        self._refresh = argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin), names)
-        self._leave = argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin), names)
+                                     pid, 0, "", self.lineage, publish, self.nin, lims), tail)
+        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.lineage, self.nin,
+                                   lims), tail)
+        self._refresh = argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin, lims), tail)
+        self._leave = argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin, lims), tail)
 
     def with_id(self, job_id: str) -> Plan:
         """The same plan for another job id with the same lineage name.
@@ -88,8 +92,8 @@ class Plan:
         A decorated job or a clone pays for its plan once.
         """
         other = object.__new__(Plan)
-        other.pid, other.names, other.nin, other.lease_ms, other.keys, other.lineage = (
-            self.pid, self.names, self.nin, self.lease_ms, self.keys, self.lineage)
+        other.pid, other.names, other.nin, other.limits, other.lease_ms, other.keys, other.lineage = (
+            self.pid, self.names, self.nin, self.limits, self.lease_ms, self.keys, self.lineage)
         other.job_id = job_id
         for slot in ("_start", "_stop", "_refresh", "_leave"):
             args = getattr(self, slot)[:]
@@ -133,22 +137,26 @@ class Plan:
         return args
 
     def name(self, index: Any) -> str:
-        """The name at a 1-based index of a script reply; 0 is the job itself."""
+        """The name (or limit) at a 1-based index of a script reply: its names, then its limits; 0 is
+        the job itself."""
         i = int(index)
+        if i > len(self.names):
+            return self.limits[i - len(self.names) - 1][0]
         return self.names[i - 1] if i else self.job_id
 
     def lost_reasons(self, indices: Iterable[Any]) -> dict[str, list[str]]:
-        """``{"input_lock_lost": [...], "output_lock_lost": [...]}`` from 1-based indices."""
+        """``{"input_lock_lost": [...], "output_lock_lost": [...], "limit_lost": [...]}`` from 1-based indices."""
         lost: dict[str, list[str]] = {}
         for i in indices:
             i = int(i)
-            reason = "input_lock_lost" if i <= self.nin else "output_lock_lost"
-            lost.setdefault(reason, []).append(self.names[i - 1])
+            reason = "input_lock_lost" if i <= self.nin else "output_lock_lost" if i <= len(self.names) else \
+                "limit_lost"
+            lost.setdefault(reason, []).append(self.name(i))
         return lost
 
     def all_lost(self) -> dict[str, list[str]]:
-        """Every lock of the job, as lost reasons."""
-        return self.lost_reasons(range(1, len(self.names) + 1))
+        """Every lock (and slot) of the job, as lost reasons."""
+        return self.lost_reasons(range(1, len(self.names) + len(self.limits) + 1))
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class StartReply:
     blockers: tuple[Blocker, ...] = ()
     final: bool = False
     polls: bool = False
+    #: ``{limit: capacity}`` of the limits it asks more slots of than they have (``limit_too_small``).
+    capacities: Mapping[str, int] = field(default_factory=dict)
 
 
 def parse_start(reply: Sequence[Any], plan: Plan) -> StartReply:
@@ -176,13 +186,17 @@ def parse_start(reply: Sequence[Any], plan: Plan) -> StartReply:
         return StartReply(True, int(reply[1]), float(text(reply[2])), max(int(reply[3]), 0) / 1000)
     blockers = []
     polls = False
+    capacities = {}
     for i in range(4, len(reply), 5):
-        holder_id = text(reply[i + 2])
-        expiry = text(reply[i + 3])
+        reason, name = text(reply[i]), plan.name(reply[i + 1])
+        holder_id, expiry = text(reply[i + 2]), text(reply[i + 3])
         holder = Holder(holder_id, float(expiry) if expiry else None) if holder_id else None
-        blockers.append(Blocker(text(reply[i]), plan.name(reply[i + 1]), holder))
+        if reason == "limit_too_small":
+            capacities[name] = int(float(expiry))
+        blockers.append(Blocker(reason, name, holder))
         polls = polls or int(reply[i + 4]) == 0
-    return StartReply(False, int(reply[3]), float(text(reply[1])), 0.0, tuple(blockers), int(reply[2]) == 1, polls)
+    return StartReply(False, int(reply[3]), float(text(reply[1])), 0.0, tuple(blockers), int(reply[2]) == 1, polls,
+                      capacities)
 
 
 def parse_refresh(reply: Sequence[Any], plan: Plan) -> tuple[float, dict[str, list[str]]]:

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, overload
 from .errors import InvalidArgument, InvalidType
 from .facts import Holder, OutputInfo, RunningJob, Waiter
 from .keys import Keys
+from .limits import read_limits
 
 #: How long a stopped job's holder record stays, so a repeated stop() knows the outcome.
 STOPPED_RECORD_MS = 60_000
@@ -157,7 +158,8 @@ def running_job(job_id: str, expires: float, io: Any, record: Any) -> RunningJob
     lease = _field(fields, "lease", whole, problems)
     ttl = _field(fields, "ttl", whole, problems)
     return RunningJob(job_id, inputs, outputs, expires, h.token, h.host, h.pid, h.started,
-                      None if lease is None else lease / 1000, ttl / 1000 if ttl else None, tuple(problems))
+                      None if lease is None else lease / 1000, ttl / 1000 if ttl else None, tuple(problems),
+                      read_limits(fields.get("limits")))
 
 
 def running_fields(record: Any) -> dict[str, str]:
@@ -345,7 +347,7 @@ def waiter(member: str, alive: float, raw: Any) -> Waiter | None:
     deadline = _field(record, "deadline", finite, problems, where)
     return Waiter(job_id, inputs, outputs, alive if deadline is None else deadline, host,
                   _field(record, "pid", integer, problems, where), _field(record, "since", finite, problems, where),
-                  tuple(problems))
+                  tuple(problems), read_limits(record.get("lims")))
 
 
 def _shown_holders(info: OutputInfo, part: str) -> list[Holder] | None:

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 from . import protocol
 
-NAMES = ("start", "stop", "leave", "refresh", "scan", "time", "unlock", "create", "read")
+NAMES = ("start", "stop", "leave", "refresh", "scan", "time", "limit", "unlock", "create", "read")
 #: Scripts that run on top of lib.lua (every key derived from KEYS[1], the namespace's jobs:running).
-ON_LIB = frozenset({"start", "stop", "leave", "refresh", "scan", "time"})
+ON_LIB = frozenset({"start", "stop", "leave", "refresh", "scan", "time", "limit"})
 
 
 class StartArgs(NamedTuple):
@@ -35,6 +35,7 @@ class StartArgs(NamedTuple):
     lineage: str
     publish: str
     inputs: int
+    limits: int
 
 
 class StopArgs(NamedTuple):
@@ -48,6 +49,7 @@ class StopArgs(NamedTuple):
     forced: int
     lineage: str
     inputs: int
+    limits: int
 
 
 class LeaveArgs(NamedTuple):
@@ -56,6 +58,7 @@ class LeaveArgs(NamedTuple):
     record_ms: int
     publish: str
     inputs: int
+    limits: int
 
 
 class RefreshArgs(NamedTuple):
@@ -64,19 +67,27 @@ class RefreshArgs(NamedTuple):
     token: int
     strict: int
     inputs: int
+    limits: int
 
 
 class ScanArgs(NamedTuple):
     publish: str
 
 
+class LimitArgs(NamedTuple):
+    publish: str
+    limit: str
+    capacity: int
+
+
 #: The record of each script on lib.lua; its ARGV is the record's fields, then the names.
 ARGS: dict[str, type[tuple]] = {"start": StartArgs, "stop": StopArgs, "leave": LeaveArgs, "refresh": RefreshArgs,
-                                "scan": ScanArgs}
+                                "scan": ScanArgs, "limit": LimitArgs}
 
 
-def argv(record: tuple, names: Sequence[str] = ()) -> list[Any]:
-    """A script's ARGV: ``record``'s fields in header order, then ``names``."""
+def argv(record: tuple, names: Sequence[Any] = ()) -> list[Any]:
+    """A script's ARGV: ``record``'s fields in header order, then ``names`` (for the scripts of a
+    job, its limits' ``name, slots`` pairs first)."""
     return [*record, *names]
 
 

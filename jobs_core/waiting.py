@@ -29,10 +29,11 @@ the replies can be canned, so the whole schedule is tested without a server.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import CoordinatorClosed, ResourceUnavailable
+from .errors import CoordinatorClosed, LimitTooSmall, ResourceUnavailable, UnknownLimit
 from .events import WaitProgress
 from .facts import Blocker, BlockReport, group_reasons
 from .plan import CHECK, START, WAIT, Plan, StartReply, parse_start
@@ -209,9 +210,10 @@ class Wait:
         now = self.clock()
         self.on_progress(WaitProgress(self.plan.job_id, now - began, max(deadline - now, 0.0), report))
 
-    def _unavailable(self, reply: StartReply, began: float) -> ResourceUnavailable:
+    def _unavailable(self, reply: StartReply, began: float) -> Exception:
         self.waited = self.clock() - began if self.wait > 0 else 0.0
-        return ResourceUnavailable(group_reasons(reply.blockers), reply.blockers, self.waited)
+        return limit_error(reply, self.plan) or ResourceUnavailable(group_reasons(reply.blockers), reply.blockers,
+                                                                     self.waited)
 
     def leave_flow(self) -> Flow[bool]:
         """Give up: leave every line, release a start made for this call meanwhile; True if one was.
@@ -221,6 +223,22 @@ class Wait:
         """
         raw = yield Call("leave", self.plan.keys, self.plan.leave_args(self.nonce))
         return int(raw[1]) == 1
+
+
+def limit_error(reply: StartReply, plan: Plan) -> Exception | None:
+    """The error of a start that asks for a limit not set, or for more slots than a limit has
+    (waiting cannot help: a mistake to fix, not a busy resource); None for any other blocked start."""
+    for b in reply.blockers:
+        if b.reason == "limit_unknown":
+            return UnknownLimit(b.name, f"job {plan.job_id!r} asks for slots of limit {b.name!r}, which is not set "
+                                        f"in this namespace: set its capacity first (coordinator.set_limit"
+                                        f"({b.name!r}, N), or jobs-core limit set {shlex.quote(b.name)} N)")
+        if b.reason == "limit_too_small":
+            slots, capacity = dict(plan.limits)[b.name], reply.capacities.get(b.name)
+            return LimitTooSmall(b.name, slots, capacity, f"job {plan.job_id!r} asks for {slots} slots of limit "
+                                                          f"{b.name!r}, whose whole capacity is {capacity}: it "
+                                                          "could never start")
+    return None
 
 
 def ready_flow(plan: Plan, timeout: float, clock: Callable[[], float], poll: float) -> Flow[StartReply]:

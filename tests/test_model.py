@@ -4,15 +4,18 @@ A :class:`RuleBasedStateMachine` makes jobs on three coordinators (redis-py
 with bytes replies, redis-py decoding, valkey-py), all in one namespace, and
 starts, refreshes, checks and stops them (as written or failed), lets short
 leases run out for real, force-unlocks names, creates outputs, starts a
-second copy of a running job id, and asks why a job would be blocked. Jobs
-also wait: a waiting start takes its place in the line of each of its names
+second copy of a running job id, and asks why a job would be blocked. Some
+jobs also take slots of a limit (``L``) whose capacity changes, or is removed,
+as they run. Jobs also wait: a waiting start takes its place in the line of each of its names
 (start.lua in mode ``wait``, driven call by call so that every outcome is
 decided), tries again, gives up (leave.lua), and is started by releases (the
 direct grant), in the order README "Waiting, in order" states: by ticket,
 readers behind a waiting writer, heads that cannot run passed, jobs that
-passed someone marked. After each step the outcome (token, blockers, lost
+passed someone marked; a limit's line keeps for each waiter ahead the slots
+it asks for. After each step the outcome (token, blockers, lost
 locks, errors, grants published) and the state in Redis (outputs, write
-locks, live read locks, fencing counter, lines, waiting records, passers)
+locks, live read locks, live slots, fencing counter, lines, waiting records,
+passers)
 must match :class:`Model`, a few lines of Python per rule of DESIGN.md §1, §4
 and §7.
 
@@ -48,7 +51,7 @@ from hypothesis.stateful import (
 )
 
 import jobs_core
-from jobs_core import LockLost, NotRunning, ResourceUnavailable
+from jobs_core import LimitTooSmall, LockLost, NotRunning, ResourceUnavailable, UnknownLimit
 from jobs_core.waiting import Started, Wait
 
 from .reliability import report
@@ -59,6 +62,10 @@ from .reliability import report
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 
 NAMES = ("a", "b", "c")
+#: The limit some jobs take slots of; its line is kept beside the names' (a name never has this form).
+LIMIT = "L"
+#: Reasons waiting cannot help with.
+FINAL = {"output_exists", "limit_unknown", "limit_too_small"}
 SHORT, LONG = 0.25, 30.0
 #: Slack around a lease's expiry window (clock rates, millisecond rounding of PX).
 MARGIN = 0.015
@@ -67,7 +74,8 @@ BUDGET = 0.05
 
 FIGURES: dict[str, int] = {"examples": 0, "steps": 0, "starts": 0, "refused": 0, "lost_reports": 0,
                            "expiries": 0, "unlocks": 0, "creates": 0, "twins": 0, "ambiguous": 0, "waits": 0,
-                           "queued": 0, "grants": 0, "passers": 0}
+                           "queued": 0, "grants": 0, "passers": 0, "limited_starts": 0, "limit_full": 0,
+                           "capacity_changes": 0}
 
 
 class JobModel:
@@ -77,6 +85,7 @@ class JobModel:
         self.job = job
         self.id = job.id
         self.inputs, self.outputs = job.inputs, job.outputs
+        self.slots = dict(job.limits).get(LIMIT, 0)  # slots of the limit it takes (0: none)
         self.lease = lease
         self.active = False  # started and not stopped, as the Job object sees itself
         self.token: int | None = None
@@ -104,7 +113,9 @@ class Model:
         self.readers: dict[str, dict[str, JobModel]] = {n: {} for n in NAMES}
         self.record: dict[str, tuple[JobModel, bool]] = {}  # holder record per id: (start, running?)
         self.counter = 0
-        self.queue: dict[str, list[JobModel]] = {n: [] for n in NAMES}  # each name's line, in ticket order
+        self.queue: dict[str, list[JobModel]] = {n: [] for n in (*NAMES, LIMIT)}  # each line, in ticket order
+        self.capacity: int | None = None  # the limit's
+        self.slots: dict[str, JobModel] = {}  # the start holding slots of the limit, per job id
         self.idqueue: dict[str, list[JobModel]] = {}  # waiting for another start of their id to end
         self.tickets = 0
         self.grants: dict[str, int] = {}  # published in the current step: nonce -> token
@@ -133,8 +144,12 @@ class Model:
     def live_readers(self, name: str, s: float, r: float) -> dict[str, JobModel]:
         return {i: jm for i, jm in self.readers[name].items() if self.live(jm, s, r)}
 
+    def used(self, job_id: str, s: float, r: float) -> list[JobModel]:
+        """The live holders of the limit's slots other than ``job_id``."""
+        return [jm for i, jm in self.slots.items() if i != job_id and self.live(jm, s, r)]
+
     def conflicts(self, job_id: str, call: object | None, inputs: Any, outputs: Any, overwrite: bool, s: float,
-                  r: float) -> list[tuple[str, str, JobModel | None]]:
+                  r: float, slots: int = 0) -> list[tuple[str, str, JobModel | None]]:
         """What keeps a start from running, lines aside: ``(reason, name, holder)`` in start.lua's order."""
         out: list[tuple[str, str, JobModel | None]] = []
         if job_id:
@@ -156,12 +171,20 @@ class Model:
                 out.append(("output_locked", n, w))
             else:
                 out += [("output_used", n, rd) for i, rd in self.live_readers(n, s, r).items() if i != job_id]
+        if slots:
+            holders = self.used(job_id, s, r)
+            if self.capacity is None:
+                out.append(("limit_unknown", LIMIT, None))
+            elif slots > self.capacity:
+                out.append(("limit_too_small", LIMIT, None))
+            elif slots > self.capacity - sum(h.slots for h in holders):
+                out += [("limit_full", LIMIT, h) for h in holders]
         return out
 
-    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float, host: str = ""
-                 ) -> set[tuple[str, str]]:
+    def blockers(self, job_id: str, inputs: Any, outputs: Any, overwrite: bool, s: float, r: float, host: str = "",
+                 slots: int = 0) -> set[tuple[str, str]]:
         """A newcomer's blockers (a start that does not wait, or a dry run), as ``(reason, name)``."""
-        found, _ = self.full(job_id, None, None, list(inputs), list(outputs), overwrite, s, r, host)
+        found, _ = self.full(job_id, None, None, list(inputs), list(outputs), overwrite, s, r, host, slots)
         return {(reason, n) for reason, n, _ in found}
 
     # -- the lines --------------------------------------------------------------------------
@@ -179,12 +202,17 @@ class Model:
     def only_reads(jm: JobModel, n: str) -> bool:
         return n not in jm.outputs
 
+    @staticmethod
+    def lines_of(jm: JobModel) -> list[str]:
+        """The lines a waiting job has a place in: its names', then the limit's."""
+        return [*jm.inputs, *jm.outputs] + ([LIMIT] if jm.slots else [])
+
     def standing(self, e: JobModel, n: str, host: str, depth: int, s: float, r: float) -> str:
         """How waiter ``e`` stands on ``n`` for a start of ``host``'s process behind it: final (it will
         leave), passable (blocked by something no passer of another process caused, or behind another
         waiter), on (blocked only on n itself), strict (runnable, or waiting only for passers)."""
-        found = self.conflicts(e.id, e.call, e.inputs, e.outputs, e.job.overwrite, s, r)
-        if any(reason == "output_exists" for reason, _, _ in found):
+        found = self.conflicts(e.id, e.call, e.inputs, e.outputs, e.job.overwrite, s, r, e.slots)
+        if any(reason in FINAL for reason, _, _ in found):
             return "final"
         on = elsewhere = False
         for reason, name, holder in found:
@@ -197,7 +225,7 @@ class Model:
         if on:
             return "on"
         if not found and depth < 2 and any(m != n and self.line(e, m, e.host, depth + 1, s, r)[0] is not None
-                                           for m in [*e.inputs, *e.outputs]):
+                                           for m in self.lines_of(e)):
             return "passable"
         return "strict"
 
@@ -206,6 +234,8 @@ class Model:
         """The waiter ahead of ``w`` (None: a newcomer of ``host``) that keeps ``n`` from it, and
         whether it passed someone on the way."""
         passed = False
+        if n == LIMIT:
+            return self.limit_line(w, w.id, w.slots, host, depth, s, r)
         reads_only = w is None or self.only_reads(w, n)
         for e in self.ahead(n, w):
             if self.only_reads(e, n) and reads_only and (w is None or n in w.inputs):
@@ -216,15 +246,35 @@ class Model:
             return e, passed
         return None, passed
 
+    def limit_line(self, w: JobModel | None, job_id: str, slots: int, host: str, depth: int, s: float, r: float
+                   ) -> tuple[JobModel | None, bool]:
+        """The limit's line: each waiter ahead that keeps its turn keeps the slots it asks for; the
+        first that leaves too few for ``slots`` keeps the limit from it."""
+        passed = False
+        free = (self.capacity or 0) - sum(h.slots for h in self.used(job_id, s, r)) - slots
+        for e in self.ahead(LIMIT, w):
+            if self.standing(e, LIMIT, host, depth, s, r) in ("passable", "final"):
+                passed = True
+                continue
+            free -= e.slots
+            if free < 0:
+                return e, passed
+        return None, passed
+
     def full(self, job_id: str, call: object | None, w: JobModel | None, inputs: list[str], outputs: list[str],
-             overwrite: bool, s: float, r: float, host: str = ""
+             overwrite: bool, s: float, r: float, host: str = "", slots: int = 0
              ) -> tuple[list[tuple[str, str, JobModel | None]], bool]:
-        """Conflicts, then for each name free of them the waiter ahead that keeps it; and whether the
-        start passed someone."""
-        found = self.conflicts(job_id, call, inputs, outputs, overwrite, s, r)
+        """Conflicts, then for each name (and the limit) free of them the waiter ahead that keeps it;
+        and whether the start passed someone."""
+        found = self.conflicts(job_id, call, inputs, outputs, overwrite, s, r, slots)
         if found or not self.waiters():
             return found, False  # the lines matter only to a start that could run
         passed = False
+        if slots:
+            e, p = self.limit_line(w, job_id, slots, host, 0, s, r)
+            passed = p
+            if e is not None:
+                found.append(("limit_queued", LIMIT, e))
         for n in [*inputs, *outputs]:
             if w is None:
                 # a newcomer: compatible with readers only if it only reads n
@@ -264,6 +314,9 @@ class Model:
             self.readers[n][jm.id] = jm
         for n in jm.outputs:
             self.writer[n] = jm
+        if jm.slots:
+            self.slots[jm.id] = jm
+            FIGURES["limited_starts"] += 1
         self.unqueue(jm)
 
     def scan(self, q: list[JobModel], n: str | None, s: float, r: float) -> None:
@@ -272,13 +325,13 @@ class Model:
         for e in list(q):
             if not e.waiting:
                 continue
-            found, passed = self.full(e.id, e.call, e, e.inputs, e.outputs, e.job.overwrite, s, r, e.host)
+            found, passed = self.full(e.id, e.call, e, e.inputs, e.outputs, e.job.overwrite, s, r, e.host, e.slots)
             if not found:
                 self.take(e, passed, s, r)
                 e.granted, e.grant_sent = True, s
                 self.grants[e.nonce] = e.token
                 FIGURES["grants"] += 1
-            elif any(reason == "output_exists" for reason, _, _ in found):
+            elif any(reason in FINAL for reason, _, _ in found):
                 self.unqueue(e)
                 self.nudged.add(e.nonce)
             else:
@@ -291,15 +344,20 @@ class Model:
                     return
 
     def scan_names(self, names: Any, s: float, r: float) -> None:
+        """The lines of ``names`` (and of the limit, named LIMIT), in that order."""
         if self.waiters():
             for n in names:
                 self.scan(self.queue[n], n, s, r)
 
-    def held(self, jm: JobModel) -> tuple[list[str], list[str]]:
-        return ([n for n in jm.inputs if self.readers[n].get(jm.id) is jm],
-                [n for n in jm.outputs if self.writer.get(n) is jm])
+    def held(self, jm: JobModel) -> set[tuple[str, str]]:
+        """What ``jm``'s start still holds, as lost reasons would name it."""
+        return ({("input_lock_lost", n) for n in jm.inputs if self.readers[n].get(jm.id) is jm}
+                | {("output_lock_lost", n) for n in jm.outputs if self.writer.get(n) is jm}
+                | ({("limit_lost", LIMIT)} if jm.slots and self.slots.get(jm.id) is jm else set()))
 
     def release(self, jm: JobModel) -> None:
+        if jm.slots and self.slots.get(jm.id) is jm:
+            del self.slots[jm.id]
         for n in jm.inputs:
             if self.readers[n].get(jm.id) is jm:
                 del self.readers[n][jm.id]
@@ -313,7 +371,8 @@ def lost_pairs(lost: dict[str, list[str]]) -> set[tuple[str, str]]:
 
 
 def all_lost(jm: JobModel) -> set[tuple[str, str]]:
-    return {("input_lock_lost", n) for n in jm.inputs} | {("output_lock_lost", n) for n in jm.outputs}
+    return ({("input_lock_lost", n) for n in jm.inputs} | {("output_lock_lost", n) for n in jm.outputs}
+            | ({("limit_lost", LIMIT)} if jm.slots else set()))
 
 
 def text(value: Any) -> Any:
@@ -322,12 +381,14 @@ def text(value: Any) -> Any:
 
 names = st.lists(st.sampled_from(NAMES), unique=True, max_size=3)
 ACTIONS = ["start", "refresh", "start", "stop", "check", "repair", "stop_failed", "start", "why_blocked", "stop",
-           "pause", "expire", "wait", "wait", "retry", "give_up"]
+           "pause", "expire", "wait", "wait", "retry", "give_up", "capacity"]
 #: The channel suffix the waits of this test publish their grants to (read back after each step).
 CHANNEL = "model"
-#: client, inputs, outputs, overwrite, short lease
+#: slots of the limit a job takes (0: none)
+slot_counts = st.sampled_from([0, 0, 1, 1, 2, 3])
+#: client, inputs, outputs, overwrite, short lease, slots
 job_specs = st.tuples(st.integers(0, 2), st.lists(st.sampled_from(NAMES), unique=True, max_size=2),
-                      names.filter(bool), st.sampled_from([True, True, False]), st.booleans())
+                      names.filter(bool), st.sampled_from([True, True, False]), st.booleans(), slot_counts)
 
 
 def machine(url: str) -> type[RuleBasedStateMachine]:
@@ -375,7 +436,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             s = time.monotonic()
             try:
                 result, error = call(), None
-            except (ResourceUnavailable, LockLost, NotRunning) as exc:
+            except (ResourceUnavailable, LockLost, NotRunning, UnknownLimit, LimitTooSmall) as exc:
                 result, error = None, exc
             r = time.monotonic()
             self.unambiguous(s, r)
@@ -396,14 +457,17 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             self.model.written.update(a="seed", b="seed")
             self.coordinators[0].create_outputs(["a", "b"], job_id="seed")
             self.model.counter += 1
+            self.coordinators[0].set_limit(LIMIT, 3)
+            self.model.capacity = 3
             return multiple(*(self.make(*spec) for spec in specs))
 
-        def make(self, client, inputs, outputs, overwrite, short) -> JobModel:
+        def make(self, client, inputs, outputs, overwrite, short, slots) -> JobModel:
             outputs = [n for n in outputs if n not in inputs]
             lease = SHORT if short else LONG
             self.serial += 1
             job = self.coordinators[client].job(inputs, outputs, duration=lease, overwrite=overwrite,
-                                                heartbeat=False, job_id=f"j{self.serial}")
+                                                heartbeat=False, job_id=f"j{self.serial}",
+                                                limits={LIMIT: slots} if slots else None)
             jm = JobModel(job, lease)
             self.all.append(jm)
             return jm
@@ -419,7 +483,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             """Another Job with the same id (the same task run elsewhere): one start per id at a time."""
             FIGURES["twins"] += 1
             job = self.coordinators[client].job(of.inputs, of.outputs, duration=of.lease,
-                                                overwrite=of.job.overwrite, heartbeat=False, job_id=of.id)
+                                                overwrite=of.job.overwrite, heartbeat=False, job_id=of.id,
+                                                limits=of.job.limits)
             jm = JobModel(job, of.lease)
             self.all.append(jm)
             return jm
@@ -428,7 +493,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
         def act(self, jm, action, data):
             """One call: on a job, or a repair or question on the namespace. One rule with weighted
             actions, so that hypothesis's choice of rules does not starve the starts."""
-            if (jm.waiting or jm.granted) and action not in ("give_up", "expire", "pause", "repair", "why_blocked"):
+            if (jm.waiting or jm.granted) and action not in ("give_up", "expire", "pause", "repair", "why_blocked",
+                                                             "capacity"):
                 action = "retry"  # its start() call is still under way
             FIGURES[action] = FIGURES.get(action, 0) + 1
             if action == "stop_failed":
@@ -439,10 +505,15 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 self._expire(data)
             elif action == "pause":
                 time.sleep(data.draw(st.sampled_from([0.01, 0.05]), label="seconds"))
-            elif action in ("repair", "why_blocked"):
-                getattr(self, "_" + action)(data.draw(st.integers(0, 2), label="client"),
-                                            data.draw(names, label="inputs"), data.draw(names, label="outputs"),
-                                            data.draw(st.booleans(), label="create or overwrite"))
+            elif action == "repair":
+                self._repair(data.draw(st.integers(0, 2), label="client"), data.draw(names, label="inputs"),
+                             data.draw(names, label="outputs"), data.draw(st.booleans(), label="create"))
+            elif action == "why_blocked":
+                self._why_blocked(data.draw(st.integers(0, 2), label="client"), data.draw(names, label="inputs"),
+                                  data.draw(names, label="outputs"), data.draw(st.booleans(), label="overwrite"),
+                                  data.draw(slot_counts, label="slots"))
+            elif action == "capacity":
+                self._capacity(data.draw(st.sampled_from([0, 1, 2, 2, 3, 3, 4]), label="capacity"))
             else:
                 getattr(self, "_" + action)(jm)
 
@@ -453,10 +524,18 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if jm.active:
                 assert error is None and jm.job.token == before  # already running: no-op
                 return
-            found, passed = m.full(jm.id, None, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
+            found, passed = m.full(jm.id, None, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host,
+                                   jm.slots)
             expected = {(reason, n) for reason, n, _ in found}
             if expected:
                 FIGURES["refused"] += 1
+                FIGURES["limit_full"] += ("limit_full", LIMIT) in expected
+                if ("limit_unknown", LIMIT) in expected:
+                    assert isinstance(error, UnknownLimit), (error, expected)
+                    return
+                if ("limit_too_small", LIMIT) in expected:
+                    assert isinstance(error, LimitTooSmall) and error.capacity == m.capacity, (error, expected)
+                    return
                 assert isinstance(error, ResourceUnavailable), (error, expected)
                 assert {(b.reason, b.name) for b in error.blockers} == expected
                 assert set(error.args[0]) == {reason for reason, _ in expected}
@@ -488,7 +567,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
         def _first_try(self, jm: JobModel, call: object, nonce: str, reply: Any, s: float, r: float) -> None:
             """The outcome of a waiting call's try while it has no place in line (its first)."""
             m = self.model
-            found, passed = m.full(jm.id, call, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
+            found, passed = m.full(jm.id, call, None, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host,
+                                   jm.slots)
             jm.call, jm.nonce = call, nonce
             if not found:
                 assert int(reply[0]) == 1, reply
@@ -498,14 +578,14 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             assert int(reply[0]) == 0, (reply, found)
             got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(4, len(reply), 5)}
             assert got == {(reason, n) for reason, n, _ in found}
-            final = any(reason == "output_exists" for reason, _, _ in found)
+            final = any(reason in FINAL for reason, _, _ in found)
             assert int(reply[2]) == int(final)
             if final:
                 return
             FIGURES["queued"] += 1
             m.tickets += 1
             jm.ticket, jm.waiting = m.tickets, True
-            for n in [*jm.inputs, *jm.outputs]:
+            for n in m.lines_of(jm):
                 m.queue[n].append(jm)
             if found[0][0] == "job_running":
                 m.idqueue.setdefault(jm.id, []).append(jm)
@@ -527,7 +607,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 jm.granted, jm.waiting, jm.window = False, False, None
                 self._first_try(jm, jm.call, jm.nonce, reply, s, r)
                 return
-            found, passed = m.full(jm.id, jm.call, jm, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host)
+            found, passed = m.full(jm.id, jm.call, jm, jm.inputs, jm.outputs, jm.job.overwrite, s, r, jm.host,
+                                   jm.slots)
             if not found:
                 assert int(reply[0]) == 1, (reply, m.queue)
                 m.take(jm, passed, s, r)
@@ -539,9 +620,9 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             assert int(reply[0]) == 0, (reply, found)
             got = {(text(reply[i]), jm.job._plan.name(reply[i + 1])) for i in range(4, len(reply), 5)}
             assert got == {(reason, n) for reason, n, _ in found}, (got, found)
-            if any(reason == "output_exists" for reason, _, _ in found):
+            if any(reason in FINAL for reason, _, _ in found):
                 m.unqueue(jm)
-                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                m.scan_names(m.lines_of(jm), s, r)
             self.grants_published()
 
         def _give_up(self, jm: JobModel) -> None:
@@ -560,7 +641,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.record[jm.id] = (jm, False)
             jm.granted, jm.window = False, None
             if queued or released:
-                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                m.scan_names(m.lines_of(jm), s, r)
                 if released:
                     m.scan(m.idqueue.get(jm.id, []), None, s, r)
             self.grants_published()
@@ -604,8 +685,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if m.holder(jm.id, s, r) is not jm:
                 lost = all_lost(jm)
             else:
-                ins, outs = m.held(jm)
-                lost = all_lost(jm) - {("input_lock_lost", n) for n in ins} - {("output_lock_lost", n) for n in outs}
+                lost = all_lost(jm) - m.held(jm)
                 jm.window = (s + jm.lease, r + jm.lease)  # what it still holds is renewed, lost or not
             if lost:
                 FIGURES["lost_reports"] += 1
@@ -630,16 +710,15 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.release(jm)
                 if m.record.get(jm.id, (None,))[0] is jm:
                     del m.record[jm.id]
-                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                m.scan_names(m.lines_of(jm), s, r)
             else:
-                ins, outs = m.held(jm)
-                lost = all_lost(jm) - {("input_lock_lost", n) for n in ins} - {("output_lock_lost", n) for n in outs}
+                lost = all_lost(jm) - m.held(jm)
                 m.release(jm)
                 if not failed and not lost:
                     for n in jm.outputs:
                         m.written[n] = jm.id
                 m.record[jm.id] = (jm, False)
-                m.scan_names([*jm.inputs, *jm.outputs], s, r)
+                m.scan_names(m.lines_of(jm), s, r)
                 m.scan(m.idqueue.get(jm.id, []), None, s, r)
             self.grants_published()
             jm.active, jm.window = False, None
@@ -700,9 +779,24 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             m.scan_names([*inputs, *outputs], s, r)
             self.grants_published()
 
-        def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool) -> None:
-            report_, _, s, r = self.step(lambda: self.coordinators[client].why_blocked(inputs, outputs, overwrite))
-            expected = self.model.blockers("", inputs, outputs, overwrite, s, r, self.coordinators[client].host)
+        def _capacity(self, capacity: int) -> None:
+            """Change the limit's capacity (0: remove it) as jobs hold and wait for it."""
+            FIGURES["capacity_changes"] += 1
+            c = self.coordinators[0]
+            before, _, s, r = self.step(lambda: c.set_limit(LIMIT, capacity) if capacity else c.remove_limit(LIMIT))
+            m = self.model
+            assert before == m.capacity
+            m.capacity = capacity or None
+            m.scan_names([LIMIT], s, r)
+            self.grants_published()
+
+        def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool, slots: int
+                         ) -> None:
+            limits = {LIMIT: slots} if slots else None
+            report_, _, s, r = self.step(lambda: self.coordinators[client].why_blocked(inputs, outputs, overwrite,
+                                                                                      limits))
+            expected = self.model.blockers("", inputs, outputs, overwrite, s, r, self.coordinators[client].host,
+                                           slots)
             assert report_.can_start == (not expected)
             assert {(b.reason, b.name) for b in report_.blockers} == expected, (report_.blockers, expected)
 
@@ -719,6 +813,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 pipe.get(p + "olock:" + n)
                 pipe.zrange(p + "ilock:" + n, 0, -1, withscores=True)
                 pipe.zrange(p + "jobs:queue:" + n, 0, -1)
+            pipe.zrange(p + "jobs:limit:" + LIMIT, 0, -1, withscores=True)
+            pipe.zrange(p + "jobs:limitq:" + LIMIT, 0, -1)
             pipe.zrange(p + "jobs:waiting", 0, -1)
             running = [jm for jm in self.all if m.running(jm.id, 0, 0) is jm]
             for jm in running:
@@ -731,7 +827,14 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             (sec, usec), counter, rest = replies[0], replies[1], replies[2:]
             now = sec + usec / 1e6
             assert int(counter or 0) == m.counter
-            waiting, passers = rest[4 * len(NAMES)], rest[4 * len(NAMES) + 1:]
+            slots, limit_line, waiting, passers = rest[4 * len(NAMES):4 * len(NAMES) + 3] + [rest[4 * len(NAMES) + 3:]]
+            held: dict[str, int] = {}
+            for member, score in slots:
+                if score > now:
+                    job_id = text(member).rpartition("#")[0]
+                    held[job_id] = held.get(job_id, 0) + 1
+            assert held == {i: jm.slots for i, jm in m.slots.items() if m.live(jm, s, r)}, (held, m.slots)
+            assert [text(x) for x in limit_line] == [jm.nonce for jm in m.queue[LIMIT]]
             assert {text(w) for w in waiting} == {jm.nonce for jm in m.waiters()}
             for jm, passer in zip(running, passers):
                 if m.running(jm.id, s, r) is jm:
@@ -775,6 +878,7 @@ def run_machine(url: str, examples: int, steps: int, name: str) -> None:
                   "steps_per_example": steps})
     assert FIGURES["starts"] > 0 and FIGURES["refused"] > 0 and FIGURES["lost_reports"] > 0
     assert FIGURES["queued"] > 0 and FIGURES["grants"] > 0 and FIGURES["give_up"] > 0
+    assert FIGURES["limited_starts"] > 0 and FIGURES["limit_full"] > 0 and FIGURES["capacity_changes"] > 0
 
 
 def test_model(redis_server):

@@ -19,6 +19,8 @@ from jobs_core.keys import Keys
 from jobs_core.scripts import ARGS, ON_LIB, _read, source
 
 HEADER = re.compile(r"^-- ARGV\[(\d+)(\.\.)?\] - (\w+)?", re.M)
+#: Scripts whose ARGV is their record alone (no names after it).
+NO_TAIL = {"limit"}
 
 
 @pytest.mark.parametrize("name", sorted(ARGS))
@@ -27,8 +29,8 @@ def test_each_lua_header_lists_its_record_fields_in_order(name):
     fields = ARGS[name]._fields
     numbered = [(int(n), field) for n, rest, field in lines if not rest]
     assert numbered == [(i + 1, f) for i, f in enumerate(fields)], name
-    (names_line,) = [int(n) for n, rest, _ in lines if rest]
-    assert names_line == len(fields) + 1  # then the names
+    tail = [int(n) for n, rest, _ in lines if rest]
+    assert tail == ([] if name in NO_TAIL else [len(fields) + 1])  # then the names
 
 
 def test_every_script_on_lib_declares_the_namespace_and_its_guard():
@@ -45,20 +47,20 @@ def test_lib_lua_builds_the_keys_keys_py_builds(redis_server, prefix):
     k = Keys(prefix)
     names = ["x", "a.b.2026-11-27", "é 日本", "with space", "olock-ish"]
     body = source("time").replace("return T\n", "") + """
-local out = {PREFIX, K_RUNNING, K_TOKEN, K_WAITING, K_GRAPH_IN, K_GRAPH_OUT, K_WAKE}
+local out = {PREFIX, K_RUNNING, K_TOKEN, K_WAITING, K_GRAPH_IN, K_GRAPH_OUT, K_WAKE, K_LIMITS}
 for _, n in ipairs(ARGV) do
     for _, key in ipairs({k_out(n), k_olock(n), k_ilock(n), k_facts(n), k_queue(n), k_job(n), k_holder(n),
-                          k_idqueue(n), k_waiter(n)}) do
+                          k_idqueue(n), k_waiter(n), k_limit(n), k_limitq(n)}) do
         out[#out + 1] = key
     end
 end
 return out
 """
     got = client.eval(body, 2, *k.scripts, *names)
-    want = [prefix, k.running, k.token, k.waiting, k.graph_input, k.graph_output, k.channel]
+    want = [prefix, k.running, k.token, k.waiting, k.graph_input, k.graph_output, k.channel, k.limits]
     for n in names:
         want += [k.output(n), k.olock(n), k.ilock(n), k.facts(n), k.queue(n), k.job(n), k.holder(n), k.idqueue(n),
-                 k.waiter(n)]
+                 k.waiter(n), k.limit(n), k.limit_line(n)]
     assert got == want
     client.close()
 

@@ -24,12 +24,15 @@ local function k_job(id) return PREFIX .. 'jobs:running:' .. id end
 local function k_holder(id) return PREFIX .. 'jobs:holder:' .. id end
 local function k_idqueue(id) return PREFIX .. 'jobs:idqueue:' .. id end
 local function k_waiter(nonce) return PREFIX .. 'jobs:waiting:' .. nonce end
+local function k_limit(l) return PREFIX .. 'jobs:limit:' .. l end
+local function k_limitq(l) return PREFIX .. 'jobs:limitq:' .. l end
 local K_RUNNING = KEYS[1]
 local K_TOKEN = PREFIX .. 'jobs:token'
 local K_WAITING = PREFIX .. 'jobs:waiting'
 local K_GRAPH_IN = PREFIX .. 'jobs:graph:input'
 local K_GRAPH_OUT = PREFIX .. 'jobs:graph:output'
 local K_WAKE = PREFIX .. 'jobs:wake'
+local K_LIMITS = PREFIX .. 'jobs:limits'
 
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
 -- waiting jobs; on the namespace channel, the names whose state changed
@@ -75,10 +78,49 @@ end
 -- id, nonce, nin (number of inputs), names (inputs then outputs), ow (overwrite: 1/0),
 -- lease (ms), renews (1 if the job renews its leases), ttl (output time to live, ms, 0: none),
 -- host, pid, ch (the coordinator channel its grant goes to), lin (lineage name, '' for none),
--- ticket (server time it began to wait, 0: a newcomer), deadline, since.
+-- ticket (server time it began to wait, 0: a newcomer), deadline, since, lims (the limits it
+-- takes slots of: {{limit, slots}, ...}).
+--
+-- A request's resources are its names (1..#names) then its limits (#names+1..): a reply's
+-- index, a line, a lost lock all refer to them so.
 
 local function reads(r, i)
     return i <= r.nin
+end
+
+-- the line of request r's i-th resource (a name's, or a limit's)
+local function res_queue(r, i)
+    local n = #r.names
+    if i <= n then
+        return k_queue(r.names[i])
+    end
+    return k_limitq(r.lims[i - n][1])
+end
+
+-- the live slots of limit l: {{job id, expiry}...} (one entry per slot; a slot is the member
+-- "<job id>#<n>" of jobs:limit:<l>, scored by its holder's lease expiry)
+local function slots(l)
+    local out = {}
+    local members = redis.call('ZRANGEBYSCORE', k_limit(l), '(' .. NOWS, '+inf', 'WITHSCORES')
+    for j = 1, #members, 2 do
+        out[#out + 1] = {string.match(members[j], '^(.*)#%d+$') or members[j], tonumber(members[j + 1])}
+    end
+    return out
+end
+
+-- the capacity of limit l (nil: unknown), how many of its slots jobs other than id hold, and those slots
+local function limit_use(l, id)
+    local cap = tonumber(redis.call('HGET', K_LIMITS, l))
+    local used, holders = 0, {}
+    if cap then
+        for _, s in ipairs(slots(l)) do
+            if s[1] ~= id then
+                used = used + 1
+                holders[#holders + 1] = s
+            end
+        end
+    end
+    return cap, used, holders
 end
 
 local function add(list, reason, i, holder, expiry)
@@ -129,6 +171,23 @@ local function conflicts(r, list)
             end
         end
     end
+    local base = #r.names
+    for j, l in ipairs(r.lims) do
+        local cap, used, holders = limit_use(l[1], r.id)
+        if not cap then
+            add(list, 'limit_unknown', base + j)
+        elseif l[2] > cap then
+            add(list, 'limit_too_small', base + j, '', cap)
+        elseif l[2] > cap - used then
+            local seen = {}
+            for _, h in ipairs(holders) do
+                if not seen[h[1]] then
+                    seen[h[1]] = true
+                    add(list, 'limit_full', base + j, h[1], h[2])
+                end
+            end
+        end
+    end
 end
 
 local queues  -- defined below, once everything its functions use is
@@ -143,18 +202,23 @@ local function blockers(r)
         return list
     end
     local line = queues().line
-    for i = 1, #r.names do
+    local n = #r.names
+    for i = 1, n + #r.lims do
         local e = line(r, i, 0)
         if e then
-            add(list, reads(r, i) and 'input_queued' or 'output_queued', i, e.id, e.alive)
+            add(list, i > n and 'limit_queued' or (reads(r, i) and 'input_queued' or 'output_queued'), i, e.id,
+                e.alive)
         end
     end
     return list
 end
 
+-- reasons waiting cannot help with
+local FINAL = {output_exists = true, limit_unknown = true, limit_too_small = true}
+
 local function is_final(list)
     for _, b in ipairs(list) do
-        if b[1] == 'output_exists' then
+        if FINAL[b[1]] then
             return true
         end
     end
@@ -180,6 +244,9 @@ local function unqueue(r)
     for _, n in ipairs(r.names) do
         redis.call('ZREM', k_queue(n), r.nonce)
     end
+    for _, l in ipairs(r.lims) do
+        redis.call('ZREM', k_limitq(l[1]), r.nonce)
+    end
     if r.id ~= '' then
         redis.call('ZREM', k_idqueue(r.id), r.nonce)
     end
@@ -194,6 +261,21 @@ local function take(r, lease_ms)
     -- after it took locks
     local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
         'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0'}
+    if #r.lims > 0 then
+        -- the limits it holds slots of, for a stop from another process (jobs-core stop)
+        holder[#holder + 1] = 'limits'
+        holder[#holder + 1] = cjson.encode(r.lims)
+        for _, l in ipairs(r.lims) do
+            local k = k_limit(l[1])
+            redis.call('ZREMRANGEBYSCORE', k, '-inf', NOWS)
+            for i = 1, l[2] do
+                redis.call('ZADD', k, expiry, r.id .. '#' .. i)
+            end
+            if redis.call('PTTL', k) < lease_ms then
+                redis.call('PEXPIRE', k, lease_ms)
+            end
+        end
+    end
     local written = redis.pcall('HSET', k_holder(r.id), unpack(holder))
     if type(written) == 'table' and written.err then
         redis.call('DEL', k_holder(r.id))
@@ -266,9 +348,13 @@ queues = function()
                     and type(e.names) == 'table' and tonumber(e.nin) and tonumber(e.lease) and tonumber(e.renews)
                     and tonumber(e.ow) and tonumber(e.ttl) and tonumber(e.pid) and tonumber(e.ticket)
                     and type(e.host) == 'string' and type(e.ch) == 'string' and type(e.lin) == 'string' then
-                    local names_ok = e.nin >= 0 and e.nin <= #e.names
+                    local names_ok = e.nin >= 0 and e.nin <= #e.names and type(e.lims or {}) == 'table'
                     for _, n in ipairs(e.names) do
                         names_ok = names_ok and type(n) == 'string'
+                    end
+                    e.lims = e.lims or {}
+                    for _, l in ipairs(e.lims) do
+                        names_ok = names_ok and type(l) == 'table' and type(l[1]) == 'string' and tonumber(l[2])
                     end
                     if names_ok then
                         e.alive = alive
@@ -291,14 +377,16 @@ queues = function()
     local WORK = {left = WORK_MAX}
     local line
 
-    -- How waiter e stands on name n, for request r behind it in n's line that needs n too:
+    -- How waiter e stands on the resource whose line is q, for request r behind it there:
     -- 'final': it will leave (an existing output, overwrite off);
     -- 'passable': it cannot run for a reason no job that passed someone caused (a missing input, a
     -- lock held by a job that did not pass anyone or by r's own process, a waiter ahead of it in
     -- another line), so r may pass it;
-    -- 'on': blocked only on n itself (by readers r joins, or jobs that passed it): it keeps its turn;
-    -- 'strict': it can run once n is free, or waits only for jobs that passed someone: it keeps its turn.
-    local function standing(e, n, r, depth, found)
+    -- 'on': blocked only on that resource itself (by readers r joins, by jobs that passed it, by a full
+    -- limit): it keeps its turn;
+    -- 'strict': it can run once that resource is free, or waits only for jobs that passed someone:
+    -- it keeps its turn.
+    local function standing(e, q, r, depth, found)
         if WORK.left <= 0 then
             return 'strict'
         end
@@ -310,17 +398,18 @@ queues = function()
         end
         local on, elsewhere = false, false
         for _, b in ipairs(list) do
-            if b[1] == 'output_exists' then
+            if FINAL[b[1]] then
                 return 'final'
             end
-            -- a missing input (nobody writing it) is no reason to keep n from a start: that start
+            -- a missing input (nobody writing it) is no reason to keep it from a start: that start
             -- may well be the one that writes it
-            local on_n = b[2] > 0 and e.names[b[2]] == n and not (b[1] == 'input_missing' and b[3] == '')
+            local on_n = b[2] > 0 and res_queue(e, b[2]) == q and not (b[1] == 'input_missing' and b[3] == '')
             if on_n then
                 on = true
             end
             if not on_n then
-                if b[3] == '' or b[1] == 'job_running' or b[1] == 'input_queued' or b[1] == 'output_queued' then
+                if b[3] == '' or b[1] == 'job_running' or b[1] == 'input_queued' or b[1] == 'output_queued'
+                    or b[1] == 'limit_queued' then
                     elsewhere = true
                 else
                     local h = holder_fields(b[3], 'passer', 'host', 'pid')
@@ -337,20 +426,40 @@ queues = function()
             return 'on'
         end
         if not found and #list == 0 and depth < DEPTH_MAX then
-            for i, m in ipairs(e.names) do
-                if m ~= n and line(e, i, depth + 1) then
-                    return 'passable'  -- kept out of m by a waiter ahead of it there
+            for i = 1, #e.names + #e.lims do
+                if res_queue(e, i) ~= q and line(e, i, depth + 1) then
+                    return 'passable'  -- kept out of another resource by a waiter ahead of it there
                 end
             end
         end
         return 'strict'
     end
 
-    -- The place of request r in its i-th name's line: nil if no live waiter ahead of it keeps the
-    -- name from it, else that waiter. Entries ahead that it may pass set r.passed.
+    -- the slots of limit l request e asks for
+    local function asks(e, l)
+        for _, m in ipairs(e.lims) do
+            if m[1] == l then
+                return m[2]
+            end
+        end
+        return 0
+    end
+
+    -- The place of request r in the line of its i-th resource: nil if no live waiter ahead of it
+    -- keeps the resource from it, else that waiter. Entries ahead that it may pass set r.passed.
+    -- On a name, a waiter ahead keeps it unless both only read it, or it may be passed; on a limit,
+    -- every waiter ahead that may not be passed keeps its slots, and r fits in what is left or not.
     line = function(r, i, depth)
-        local n = r.names[i]
-        local q = k_queue(n)
+        local n = #r.names
+        local name, avail
+        if i <= n then
+            name = r.names[i]
+        else
+            local l = r.lims[i - n]
+            local cap, used = limit_use(l[1], r.id)
+            name, avail = l[1], (cap or 0) - used - l[2]
+        end
+        local q = res_queue(r, i)
         local from, page = 0, 2
         while true do
             local members = redis.call('ZRANGE', q, from, from + page - 1, 'WITHSCORES')
@@ -362,12 +471,17 @@ queues = function()
                 end
                 local e = entry(q, member)
                 if e then
-                    if not (only_reads(e, n) and only_reads(r, n) and reads(r, i)) then
-                        local st = standing(e, n, r, depth)
+                    if avail or not (only_reads(e, name) and only_reads(r, name) and reads(r, i)) then
+                        local st = standing(e, q, r, depth)
                         if st == 'passable' or st == 'final' then
                             r.passed = true
-                        else
+                        elseif not avail then
                             return e
+                        else
+                            avail = avail - asks(e, name)
+                            if avail < 0 then
+                                return e
+                            end
                         end
                     end
                 else
@@ -400,12 +514,13 @@ queues = function()
     -- A request of nobody's process, for judging who may pass a waiter in a release's scan.
     local NOBODY = {host = '', pid = -1}
 
-    -- After the state of name n changed (released, written, a waiter left): start, for them, the
-    -- waiters of line q that can run now, in line order, and tell them; q is n's line, or (n nil)
-    -- the line of a job id. Stops at the first that keeps its turn; one that waits in vain (an
-    -- existing output) is told to look (it then leaves). At most SCAN_MAX entries are judged; if
-    -- more are left, the next one is told to look for itself (its own try goes on from there).
-    local function scan(q, n)
+    -- After the state of a resource changed (a name released or written, slots of a limit freed, a
+    -- waiter left): start, for them, the waiters of its line q that can run now, in line order, and
+    -- tell them (id_line: q is the line of a job id). Stops at the first that keeps its turn; one
+    -- that waits in vain (an existing output) is told to look (it then leaves). At most SCAN_MAX
+    -- entries are judged; if more are left, the next one is told to look for itself (its own try
+    -- goes on from there).
+    local function scan(q, id_line)
         local from, looked, page = 0, 0, 2
         while looked < SCAN_MAX do
             local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
@@ -433,12 +548,12 @@ queues = function()
                             redis.call('ZADD', k_idqueue(e.id), 'NX', e.ticket, e.nonce)
                             redis.call('PEXPIRE', k_idqueue(e.id), 2 * ALIVE_MS)
                         end
-                        if n == nil then
+                        if id_line then
                             if list[1][1] == 'job_running' then
                                 return  -- the id runs again: the others wait for that start
                             end
                         else
-                            local st = standing(e, n, NOBODY, 0, list)
+                            local st = standing(e, q, NOBODY, 0, list)
                             if st == 'on' or st == 'strict' then
                                 return
                             end
@@ -460,21 +575,40 @@ queues = function()
     return QUEUES
 end
 
-local function scan_names(names)
+-- the lines of the names and limits whose state changed (start or tell whoever can run now)
+local function scan_lines(names, lims)
     if redis.call('ZCARD', K_WAITING) == 0 then
         return
     end
     local scan = queues().scan
     for _, n in ipairs(names) do
-        scan(k_queue(n), n)
+        scan(k_queue(n), false)
+    end
+    for _, l in ipairs(lims or {}) do
+        scan(k_limitq(l[1]), false)
     end
 end
 
--- Release what job id still holds among names (nin inputs first); owned: whether this start
--- may release them (its holder record is the caller's, or a jobs.py job stopped by id).
--- Returns the indices of the names it no longer held.
-local function release(id, owned, names, nin)
+-- Release what job id still holds among names (nin inputs first) and the slots of limits lims;
+-- owned: whether this start may release them (its holder record is the caller's, or a jobs.py
+-- job stopped by id). Returns the indices of the resources it no longer held.
+local function release(id, owned, names, nin, lims)
     local lost = {}
+    for j, l in ipairs(lims or {}) do
+        local k = k_limit(l[1])
+        local held = true
+        for i = 1, l[2] do
+            local member = id .. '#' .. i
+            local score = redis.call('ZSCORE', k, member)
+            held = held and score and tonumber(score) > NOW
+            if score then
+                redis.call('ZREM', k, member)
+            end
+        end
+        if not (owned and held) then
+            lost[#lost + 1] = #names + j
+        end
+    end
     for i, n in ipairs(names) do
         if i <= nin then
             local k = k_ilock(n)
@@ -509,11 +643,17 @@ local function ended(id, has_record, state, by, record_ms)
     end
 end
 
--- the names of a script's ARGV from index first on
-local function names_from(first)
+-- The limits and names of a script's ARGV from index first on: count limit pairs (limit, slots),
+-- then the names to the end. Returns names, lims.
+local function names_from(first, count)
+    local lims = {}
+    count = count or 0
+    for j = 0, count - 1 do
+        lims[#lims + 1] = {ARGV[first + 2 * j], tonumber(ARGV[first + 2 * j + 1])}
+    end
     local names = {}
-    for a = first, #ARGV do
+    for a = first + 2 * count, #ARGV do
         names[#names + 1] = ARGV[a]
     end
-    return names
+    return names, lims
 end

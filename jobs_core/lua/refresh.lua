@@ -5,12 +5,13 @@
 -- ARGV[3] - token: the fencing token this start of the job received
 -- ARGV[4] - strict: "1" to renew nothing unless every lock is held (taking over a start elsewhere)
 -- ARGV[5] - inputs: how many of the names are inputs
--- ARGV[6..] - the inputs, then the outputs
+-- ARGV[6] - limits: how many limits it holds slots of
+-- ARGV[7..] - per limit its name and slots; then the inputs, then the outputs
 -- return {1, now} if every lock is held, else {0, now, index of each lost name...}
 local id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local nin = tonumber(ARGV[5])
-local names = names_from(6)
+local names, lims = names_from(7, tonumber(ARGV[6]))
 local out = {1, NOWS}
 local record = holder_fields(id, 'token', 'state')
 local mine = record[1] == ARGV[3] and record[2] == 'running'
@@ -33,6 +34,20 @@ for i, n in ipairs(names) do
         out[#out + 1] = i
     end
 end
+local held_lims = {}
+for j, l in ipairs(lims) do
+    local ok = mine
+    for s = 1, l[2] do
+        local score = mine and redis.call('ZSCORE', k_limit(l[1]), id .. '#' .. s)
+        ok = ok and score and tonumber(score) > NOW
+    end
+    if ok then
+        held_lims[#held_lims + 1] = l
+    else
+        out[1] = 0
+        out[#out + 1] = #names + j
+    end
+end
 
 if mine and lease_ms > 0 and not (ARGV[4] == '1' and out[1] == 0) then
     local expiry = NOW + lease_ms / 1000
@@ -46,6 +61,15 @@ if mine and lease_ms > 0 and not (ARGV[4] == '1' and out[1] == 0) then
             end
         else
             redis.call('PEXPIRE', k_olock(n), lease_ms)
+        end
+    end
+    for _, l in ipairs(held_lims) do
+        local k = k_limit(l[1])
+        for s = 1, l[2] do
+            redis.call('ZADD', k, 'XX', expiry, id .. '#' .. s)
+        end
+        if redis.call('PTTL', k) < lease_ms then
+            redis.call('PEXPIRE', k, lease_ms)
         end
     end
     redis.call('ZADD', K_RUNNING, expiry, id)

@@ -6,6 +6,6 @@
 OUTBOX.publish = ARGV[1]
 local names = names_from(2)
 OUTBOX.names = names
-scan_names(names)
+scan_lines(names)
 flush()
 return #names

@@ -16,18 +16,20 @@
 -- ARGV[12] - lineage: the job's name in lineage edges, "" to record none
 -- ARGV[13] - publish: PUBLISH, or SPUBLISH on a cluster
 -- ARGV[14] - inputs: how many of the names are inputs
--- ARGV[15..] - the inputs, then the outputs
+-- ARGV[15] - limits: how many limits it takes slots of
+-- ARGV[16..] - per limit its name and the slots it takes; then the inputs, then the outputs
 -- return {1, token, now, lease ms left} when started (also by a grant or an earlier reply lost in
 --        flight), {1, 0, now, 0} when a check finds nothing blocking, else
---        {0, now, final, last token, reason, name index, holder, until, holder publishes (1/0), ...}
---        per blocker; final is 1 when waiting cannot help (an existing output with overwrite off);
+--        {0, now, final, last token, reason, index, holder, until, holder publishes (1/0), ...}
+--        per blocker (index: of its names, then of its limits; 0 is the job id itself); final is 1 when waiting cannot help (an existing output with overwrite off);
 --        last token is the namespace's fencing counter (a grant with a token not above it ended
 --        before this try: it is no start of this call's)
 local r = {
     id = ARGV[1], nonce = ARGV[2], lease = tonumber(ARGV[4]), renews = tonumber(ARGV[5]),
     ow = tonumber(ARGV[6]), ttl = tonumber(ARGV[7]), host = ARGV[8], pid = tonumber(ARGV[9]),
-    ch = ARGV[11], lin = ARGV[12], nin = tonumber(ARGV[14]), names = names_from(15), ticket = 0,
+    ch = ARGV[11], lin = ARGV[12], nin = tonumber(ARGV[14]), ticket = 0,
 }
+r.names, r.lims = names_from(16, tonumber(ARGV[15]))
 local mode = ARGV[3]
 OUTBOX.publish = ARGV[13]
 
@@ -62,7 +64,7 @@ if #list == 0 then
         for i = 1, r.nin do
             inputs[i] = r.names[i]
         end
-        scan_names(inputs)
+        scan_lines(inputs)
         flush()
     end
     return {1, token, NOWS, r.lease}
@@ -75,7 +77,7 @@ if mode == 'wait' then
         if record or r.ticket > 0 then
             unqueue(r)
             OUTBOX.names = r.names
-            scan_names(r.names)
+            scan_lines(r.names, r.lims)
             flush()
         end
     else
@@ -89,8 +91,8 @@ if mode == 'wait' then
         redis.call('ZREMRANGEBYSCORE', K_WAITING, '-inf', NOW)
         redis.call('ZADD', K_WAITING, NOW + alive / 1000, r.nonce)
         redis.call('SET', k_waiter(r.nonce), cjson.encode(r), 'PX', alive)
-        for _, n in ipairs(r.names) do
-            local q = k_queue(n)
+        for i = 1, #r.names + #r.lims do
+            local q = res_queue(r, i)
             redis.call('ZADD', q, 'NX', ticket, r.nonce)
             redis.call('PEXPIRE', q, 2 * ALIVE_MS)
         end
@@ -105,7 +107,8 @@ end
 local out = {0, NOWS, final and 1 or 0, tonumber(redis.call('GET', K_TOKEN) or 0)}
 for _, b in ipairs(list) do
     local publishes = 0
-    if b[1] == 'input_queued' or b[1] == 'output_queued' or b[1] == 'job_running' then
+    if b[1] == 'input_queued' or b[1] == 'output_queued' or b[1] == 'limit_queued' or b[1] == 'job_running'
+        or b[1] == 'limit_full' then
         publishes = 1
     elseif b[3] ~= '' and b[1] ~= 'output_exists' and holder_fields(b[3], 'state')[1] == 'running' then
         publishes = 1

@@ -13,7 +13,8 @@
 -- ARGV[9] - lineage: the job's name in lineage edges ("" for none): its output edges are recorded
 --           when its outputs are written, and only then
 -- ARGV[10] - inputs: how many of the names are inputs
--- ARGV[11..] - the inputs, then the outputs
+-- ARGV[11] - limits: how many limits it holds slots of
+-- ARGV[12..] - per limit its name and slots; then the inputs, then the outputs
 -- return {1, now, state} when stopped now; {2, now, state} when this call already stopped it (a
 --        replay); {3, now, state, forced} when another call ended this start first (1 if from
 --        outside, 0 if by a process that resumed it); {0, now, "lost", index of each lost name...}
@@ -22,7 +23,7 @@
 local id = ARGV[1]
 local commit = ARGV[3] == '1'
 local nin = tonumber(ARGV[10])
-local names = names_from(11)
+local names, lims = names_from(12, tonumber(ARGV[11]))
 OUTBOX.publish = ARGV[7]
 local record = holder_fields(id, 'token', 'state', 'ended_by', 'forced')
 local mine = record[1] == ARGV[2]
@@ -36,14 +37,14 @@ end
 if record[1] and not mine then
     -- a later start of the same job id owns everything now: touch nothing
     local out = {0, NOWS, commit and 'lost' or 'failed'}
-    for i = 1, #names do
+    for i = 1, #names + #lims do
         out[#out + 1] = i
     end
     return out
 end
 
 local owned = mine or (not record[1] and ARGV[2] == '0')
-local lost = release(id, owned, names, nin)
+local lost = release(id, owned, names, nin, lims)
 local state = 'failed'
 if commit and #lost > 0 then
     state = 'lost'
@@ -84,9 +85,9 @@ if mine and ARGV[8] == '1' then
 end
 
 OUTBOX.names = names
-scan_names(names)
+scan_lines(names, lims)
 if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
-    queues().scan(k_idqueue(id), nil)
+    queues().scan(k_idqueue(id), true)
 end
 flush()
 
