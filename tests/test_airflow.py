@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,18 +136,95 @@ def test_hook_reads_a_redis_provider_connection(redis_server, prefix, monkeypatc
 
 
 def test_hook_settings_order(redis_server, prefix, monkeypatch):
+    """resolve_namespace's order: the values given, then the connection, then the environment."""
     monkeypatch.setenv("JOBS_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("JOBS_PREFIX", prefix)
     target = JobsHook(redis_url=redis_server.url).target()
-    assert (target.url, target.prefix, target.source) == (redis_server.url, prefix, "redis_url")
+    assert (target.url, target.prefix, target.source) == (redis_server.url, prefix, "redis_url (the task's "
+                                                                                   "jobs_redis_url)")
     target = JobsHook(prefix="other:").target()
     assert (target.url, target.prefix) == ("redis://127.0.0.1:1/0", "other:")
+    monkeypatch.setenv("AIRFLOW_CONN_NO_PREFIX", json.dumps({"conn_type": "jobs_core", "host": "h", "port": 7}))
+    target = JobsHook(redis_conn_id="no_prefix").target()  # the connection's URL; the prefix from the environment
+    assert (target.url, target.prefix, target.prefix_source) == ("redis://h:7/0", prefix, "$JOBS_REDIS_URL / "
+                                                                                          "$JOBS_PREFIX")
+    monkeypatch.setenv("AIRFLOW_CONN_EMPTY_PREFIX", json.dumps({"conn_type": "jobs_core", "host": "h",
+                                                                "extra": {"prefix": ""}}))
+    assert JobsHook(redis_conn_id="empty_prefix").target().prefix == ""  # an empty prefix is a prefix
     monkeypatch.delenv("JOBS_REDIS_URL")
     monkeypatch.delenv("AIRFLOW_CONN_REDIS_DEFAULT", raising=False)
-    with pytest.raises(jobs_core.ConfigurationError, match="redis_default"):
+    with pytest.raises(jobs_core.ConfigurationError, match="jobs_core_default.*redis_default"):
         JobsHook().target()
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_DEFAULT", json.dumps({"conn_type": "redis", "host": "r"}))
+    assert JobsHook().target().url == "redis://r:6379/0"  # the Redis provider's default, if no jobs_core_default
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_CORE_DEFAULT", json.dumps({"conn_type": "jobs_core", "host": "j"}))
+    assert JobsHook().target().url == "redis://j:6379/0"
     with pytest.raises(jobs_core.ConfigurationError, match="'nope'"):
         JobsHook(redis_conn_id="nope").target()
+
+
+@pytest.mark.parametrize(("conn", "url", "options"), [
+    ({"conn_type": "jobs_core", "host": "h", "port": 6380, "schema": "3", "login": "u", "password": "p/w@x"},
+     "redis://u:p%2Fw%40x@h:6380/3", {}),
+    ({"conn_type": "jobs_core", "host": "h", "extra": {"tls": True, "ssl_ca_certs": "/ca.pem"}},
+     "rediss://h:6379/0", {"ssl_ca_certs": "/ca.pem"}),
+    ({"conn_type": "jobs_core", "host": "/run/redis.sock", "password": "p"}, "unix://:p@/run/redis.sock", {}),
+    ({"conn_type": "jobs_core", "host": "ignored", "extra": {"url": "redis+sentinel://s1:26379,s2/main/2"}},
+     "redis+sentinel://s1:26379,s2/main/2", {}),
+    ({"conn_type": "redis", "host": "h", "extra": {"db": 2, "ssl": "true", "ssl_cert_reqs": "none"}},
+     "rediss://h:6379/2", {"ssl_cert_reqs": "none"}),
+    ({"conn_type": "redis", "host": "h", "port": 7000, "extra": {"cluster": True}}, "redis+cluster://h:7000", {}),
+])
+def test_connection_fields_make_a_core_url(monkeypatch, conn, url, options):
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_FORM", json.dumps(conn))
+    target = JobsHook(redis_conn_id="jobs_form", prefix="{p}:").target()
+    assert (target.url, target.options, target.source) == (url, options, "connection 'jobs_form'")
+
+
+def test_hook_clients_take_every_core_url_form_and_retry(jobs_env, monkeypatch):
+    """Clients come from jobs_core.connect: Sentinel and Cluster URLs are taken, with the core's retry policy."""
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_CLUSTER", json.dumps(
+        {"conn_type": "jobs_core", "extra": {"url": "redis+cluster://127.0.0.1:1", "prefix": "{jobs}:"}}))
+
+    async def cluster_client_type():  # the asyncio cluster client connects on first use only
+        coordinator = await JobsHook(redis_conn_id="jobs_cluster").aget_conn()
+        await coordinator.aclose()
+        return type(coordinator.client)
+
+    assert asyncio.run(cluster_client_type()).__name__ == "RedisCluster"
+    with pytest.raises(jobs_core.ConfigurationError, match="connection 'jobs_cluster'.*hash tag"):
+        JobsHook(redis_conn_id="jobs_cluster", prefix="nohashtag:").get_conn()
+    coordinator = JobsHook(redis_url="redis+sentinel://127.0.0.1:1/main").get_conn()
+    assert type(coordinator.client).__name__ == "Redis"
+    coordinator.close()
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_PLAIN", json.dumps(
+        {"conn_type": "jobs_core", "host": "127.0.0.1", "port": jobs_env.port, "extra": {"prefix": jobs_env.prefix}}))
+    coordinator = JobsHook(redis_conn_id="jobs_plain").get_conn()
+    try:
+        assert coordinator.client.get_retry() is not None  # Redis.from_url alone would not retry
+        coordinator.create_outputs(["via.jobs_core.conn"])
+        assert jobs_env.coordinator.output_info("via.jobs_core.conn").written
+    finally:
+        coordinator.close()
+
+
+# Airflow 2 builds the form with flask_appbuilder, whose imports warn (Flask and SQLAlchemy deprecations)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_connection_type_is_registered_with_its_form():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hook = ProvidersManagerTaskRuntime().hooks["jobs_core"]
+    else:
+        hook = manager.hooks["jobs_core"]
+    assert hook is not None and hook.hook_name == "jobs-core"
+    assert hook.hook_class_name == "jobs_airflow.hooks.JobsHook"
+    fields = {name for name in manager.connection_form_widgets if name.startswith("extra__jobs_core__")}
+    assert {"extra__jobs_core__prefix", "extra__jobs_core__tls", "extra__jobs_core__url"} <= fields
+    assert manager.field_behaviours["jobs_core"]["relabeling"]["schema"] == "Database"
 
 
 # -- triggers --------------------------------------------------------------------------------
@@ -707,7 +785,7 @@ def test_connection_password_is_hidden_in_the_target(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_JOBS_SECRET", json.dumps(
         {"conn_type": "redis", "host": "127.0.0.1", "port": 1, "login": "jobs", "password": PASSWORD}))
     target = JobsHook(redis_conn_id="jobs_secret").target()
-    assert target.options["password"] == PASSWORD
+    assert urllib.parse.unquote(target.url.split("@")[0].split(":")[-1]) == PASSWORD
     assert no_secret(repr(target)) and "***" in repr(target)
 
 

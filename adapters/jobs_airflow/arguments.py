@@ -15,7 +15,7 @@ Names are rendered as names only: a string template, never a template file
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 import jobs_core
 from jobs_core.protocol import check_seconds
@@ -24,6 +24,14 @@ from .version_compat import ResolveMixin, render_name
 
 #: What a names argument holds between parsing and rendering.
 Names = list[Any] | ResolveMixin
+
+
+@overload
+def seconds(value: Any, what: str, *, minimum: float = ..., allow_none: Literal[False] = ...) -> float: ...
+
+
+@overload
+def seconds(value: Any, what: str, *, minimum: float = ..., allow_none: bool) -> float | None: ...
 
 
 def seconds(value: Any, what: str, *, minimum: float = 0.0, allow_none: bool = False) -> float | None:

@@ -100,7 +100,7 @@ def jobs_lock(inputs: Sequence[str] = (), outputs: Sequence[str] = (), *,
             raise jobs_core.InvalidType(f"@jobs_lock {what}: names from an upstream task (XComArg) need "
                                         "@task.jobs(inputs=..., outputs=...), which also runs that task first")
         checked[what] = names
-    settings = {"duration": arguments.seconds(duration, "duration", minimum=0.001),
+    settings: dict[str, Any] = {"duration": arguments.seconds(duration, "duration", minimum=0.001),
                 "wait": arguments.seconds(wait, "wait"), "overwrite": bool(overwrite),
                 "redis_conn_id": redis_conn_id, "redis_url": redis_url, "prefix": prefix}
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import jobs_core
 from jobs_core.display import printable
@@ -246,7 +246,7 @@ class JobsLock:
         """
         timeout = _seconds(getattr(parked, "timeout", None))
         lease = self.deferral_lease or (timeout + self.duration if timeout else DEFAULT_DEFERRAL_LEASE)
-        coordinator = job.coordinator
+        coordinator = cast(jobs_core.Coordinator, job.coordinator)
         try:
             job.detach(lease=lease)
         except jobs_core.LockLost as exc:
@@ -264,6 +264,7 @@ class JobsLock:
         if isinstance(parked, TaskDeferred):
             from .triggers import JobsLockedTrigger
 
+            assert job.token is not None  # a started job has its token
             parked.trigger = JobsLockedTrigger.around(parked.trigger, job.id, job.token,
                                                       **self._hook().settings())
         log.info("jobs_core: %s keeps its locks while parked (lease %ss)", printable(job.id), lease)
@@ -282,7 +283,7 @@ class JobsLock:
             raise JobsLockLost(printable(f"jobs_core: task {job.id} succeeded but had lost its locks, so its "
                                          f"outputs {list(job.outputs)} were not written: {exc}")) from exc
         finally:
-            job.coordinator.close()
+            cast(jobs_core.Coordinator, job.coordinator).close()
 
     def _fail(self, job: jobs_core.Job) -> None:
         try:

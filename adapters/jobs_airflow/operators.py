@@ -133,7 +133,8 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     # Methods defined in the class body: Airflow's operator metaclass wraps __init__
     # (default_args) and execute (its safeguard) only when the class itself defines them.
     class Locked(NameFields, operator_class, JobsLocked):  # type: ignore[valid-type, misc]
-        template_fields = tuple(dict.fromkeys((*operator_class.template_fields, "jobs_inputs", "jobs_outputs")))
+        template_fields = tuple(dict.fromkeys((*getattr(operator_class, "template_fields", ()), "jobs_inputs",
+                                               "jobs_outputs")))
         name_fields = ("jobs_inputs", "jobs_outputs")
 
         def __init__(self, *, jobs_inputs: Sequence[Any] = (), jobs_outputs: Sequence[Any] = (),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from jobs_core.display import printable
 
@@ -52,6 +52,10 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = arguments.seconds(poll_interval, "poll_interval", minimum=0.001)
 
+    def _names(self) -> list[str]:
+        """The inputs, rendered by now (a list of names)."""
+        return list(cast(list[str], self.inputs))
+
     @property
     def hook(self) -> JobsHook:
         return JobsHook(redis_conn_id=self.redis_conn_id, redis_url=self.redis_url, prefix=self.prefix)
@@ -59,7 +63,7 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         coordinator = self.hook.get_conn()
         try:
-            report = coordinator.why_blocked(self.inputs)
+            report = coordinator.why_blocked(self._names())
         finally:
             coordinator.close()
         if not report.can_start:
@@ -72,7 +76,7 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
         if self.poke(context):
             return None
         hook = self.hook
-        trigger = JobsInputTrigger(inputs=self.inputs, **hook.settings(), poll_interval=self.poll_interval,
+        trigger = JobsInputTrigger(inputs=self._names(), **hook.settings(), poll_interval=self.poll_interval,
                                    deadline=time.time() + self.timeout)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 

@@ -42,6 +42,7 @@ if AIRFLOW_V_3_0_PLUS:
         TriggerEvent,
     )
 
+    TaskAwaitingInput: type[BaseException] | None
     try:  # Airflow 3.3: Human-in-the-loop operators park the task without a trigger
         from airflow.sdk.exceptions import TaskAwaitingInput
     except ImportError:  # pragma: no cover - Airflow 3.0 to 3.2
@@ -122,28 +123,34 @@ def push_return_value(task: Any, context: Any, result: Any) -> None:
         log = structlog.get_logger(logger_name="task")
         task_runner._render_map_index(context, ti=ti, log=log)
         task_runner._push_xcom_if_needed(result, ti, log)
-        return
-    from airflow.models.taskinstance import _record_task_map_for_downstreams
-    from airflow.utils.session import create_session
-    from airflow.utils.xcom import XCOM_RETURN_KEY
+    else:
+        _push_return_value_airflow2(task, context, ti, result)
 
-    if (template := context.get("map_index_template")) is not None:
-        task.get_template_env().from_string(template).render(context)
-    value = result if task.do_xcom_push else None
-    with create_session() as session:  # as TaskInstance._execute_task does (Airflow 2.11)
-        if value is not None:
-            if task.multiple_outputs:
-                if not isinstance(value, Mapping):
-                    raise AirflowException(f"Returned output was type {type(value)} expected dictionary for "
-                                           "multiple_outputs")
-                for key in value:
-                    if not isinstance(key, str):
-                        raise AirflowException("Returned dictionary keys must be strings when using "
-                                               f"multiple_outputs, found {key} ({type(key)}) instead")
-                for key, item in value.items():
-                    ti.xcom_push(key=key, value=item, session=session)
-            ti.xcom_push(key=XCOM_RETURN_KEY, value=value, session=session)
-        _record_task_map_for_downstreams(task_instance=ti, task=task, dag=task.dag, value=value, session=session)
+
+if not AIRFLOW_V_3_0_PLUS:
+
+    def _push_return_value_airflow2(task: Any, context: Any, ti: Any, result: Any) -> None:
+        from airflow.models.taskinstance import _record_task_map_for_downstreams
+        from airflow.utils.session import create_session
+        from airflow.utils.xcom import XCOM_RETURN_KEY
+
+        if (template := context.get("map_index_template")) is not None:
+            task.get_template_env().from_string(template).render(context)
+        value = result if task.do_xcom_push else None
+        with create_session() as session:  # as TaskInstance._execute_task does (Airflow 2.11)
+            if value is not None:
+                if task.multiple_outputs:
+                    if not isinstance(value, Mapping):
+                        raise AirflowException(f"Returned output was type {type(value)} expected dictionary for "
+                                               "multiple_outputs")
+                    for key in value:
+                        if not isinstance(key, str):
+                            raise AirflowException("Returned dictionary keys must be strings when using "
+                                                   f"multiple_outputs, found {key} ({type(key)}) instead")
+                    for key, item in value.items():
+                        ti.xcom_push(key=key, value=item, session=session)
+                ti.xcom_push(key=XCOM_RETURN_KEY, value=value, session=session)
+            _record_task_map_for_downstreams(task_instance=ti, task=task, dag=task.dag, value=value, session=session)
 
 
 __all__ = [
