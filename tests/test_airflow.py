@@ -743,6 +743,144 @@ def test_output_exists_error_says_why_and_forbids_retries(jobs_env):
     assert "waiting" not in message and "retries apply" not in message
 
 
+# -- limits --------------------------------------------------------------------------------------
+
+
+def test_a_dags_tasks_share_a_limit_with_cron_jobs(jobs_env):
+    """default_args={"jobs_limits": {"warehouse": 1}}: each task holds the one slot alone, and a cron
+    job asking for it meanwhile runs only between them."""
+    c, day = jobs_env.coordinator, "2026-11-20"
+    c.set_limit("warehouse", 1)
+    cron_runs = []
+
+    def cron():
+        for i in range(4):
+            with c.job([], [], limits={"warehouse": 1}, wait=30, job_id=f"cron-{i}"):
+                began = time.time()
+                time.sleep(0.3)
+                cron_runs.append((began, time.time()))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=cron)
+    thread.start()
+    try:
+        assert run_dag("jobs_limits_shared", day) == {"load_a": "success", "load_b": "success"}
+    finally:
+        thread.join()
+    runs = list(cron_runs)
+    for task_id in ("load_a", "load_b"):
+        seen = recorded(jobs_env, task_id)
+        assert seen["holders"] == [seen["job_id"]]  # its own slot, nobody else's
+        runs.append((seen["began"], seen["ended"]))
+    runs.sort()
+    assert len(runs) == 6 and all(a[1] <= b[0] for a, b in zip(runs, runs[1:])), runs  # never two at once
+    assert c.limits(["warehouse"])[0].used == 0
+
+
+def test_a_limit_not_set_fails_the_task_at_once_with_a_clear_error(jobs_env):
+    from jobs_airflow.operators import JobsLimitError
+    from jobs_airflow.version_compat import AirflowFailException
+
+    tis = run_dag_tis("jobs_limits_missing", "2026-11-21")
+    assert state(tis["never"]) == "failed" and tis["never"].try_number == 1  # retries=2 are not used
+    assert not (jobs_env.out / "never.json").exists()
+    context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
+    lock = JobsLock([], ["never"], limits={"no-such-limit": 1}, redis_url=jobs_env.url, prefix=jobs_env.prefix)
+    with pytest.raises(JobsLimitError) as err:
+        lock.start(context)
+    assert isinstance(err.value, AirflowFailException)
+    assert "'no-such-limit'" in str(err.value) and "jobs-core limit set" in str(err.value)
+    assert no_locks(jobs_env.coordinator, "never")
+
+
+def test_limits_are_checked_when_the_dag_is_parsed():
+    from jobs_airflow.decorators import jobs_task
+
+    for bad in ({"warehouse": 0}, {"warehouse": "1"}, "warehouse", {"": 1}):
+        with pytest.raises((TypeError, ValueError)):
+            with_jobs_lock(BaseOperator)(task_id="t", jobs_limits=bad)
+        with pytest.raises((TypeError, ValueError)):
+            jobs_task(limits=bad)
+
+
+# -- waiting for locks in the triggerer ------------------------------------------------------------
+
+
+@contextmanager
+def locks_log():
+    """The messages of the jobs_airflow.locks logger in the block."""
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("jobs_airflow.locks")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_deferrable_tasks_wait_for_busy_locks_in_the_triggerer(jobs_env):
+    """Each task finds its output held by a cron job, defers (dag.test runs the trigger in line),
+    and runs once the cron job lets go, which it does a moment after the task deferred."""
+    c, day = jobs_env.coordinator, "2026-11-22"
+    tasks = {"wrapped": f"busy.wrapped.{day}", "decorated": f"busy.decorated.{day}"}
+    holders = {t: c.job([], [name], duration=30, job_id=f"cron-holding-{t}").start() for t, name in tasks.items()}
+    released = {}
+
+    def release_after_each_deferral(lines):
+        deadline = time.monotonic() + 60
+        while len(released) < len(tasks) and time.monotonic() < deadline:
+            for task_id in set(tasks) - set(released):
+                if any(f"/{task_id}/" in line and "waits in the triggerer" in line for line in list(lines)):
+                    time.sleep(1.0)
+                    released[task_id] = time.time()
+                    holders[task_id].stop()
+            time.sleep(0.1)
+
+    with locks_log() as lines:
+        thread = threading.Thread(target=release_after_each_deferral, args=(lines,))
+        thread.start()
+        try:
+            states = run_dag("jobs_lock_wait", day)
+        finally:
+            thread.join()
+    assert states == {"wrapped": "success", "decorated": "success"}
+    assert set(released) == set(tasks)  # each deferred while its output was busy
+    for task_id, name in tasks.items():
+        seen = recorded(jobs_env, task_id)
+        assert seen["began"] >= released[task_id]  # it ran only once the cron job let go
+        assert seen["holder"].startswith(run_id_prefix("jobs_lock_wait", task_id))  # and then held the lock
+        assert written_by_task(c, name, "jobs_lock_wait", task_id)
+
+
+def test_a_deferred_lock_wait_fails_at_jobs_wait_naming_the_blockers(jobs_env):
+    from jobs_airflow.triggers import JobsLockWaitTrigger
+
+    c, day = jobs_env.coordinator, "2026-11-23"
+    holder = c.job([], [f"busy.timeout.{day}"], duration=30, job_id="cron-holding-on").start()
+    try:
+        with locks_log() as lines:
+            assert run_dag("jobs_lock_wait_timeout", day) == {"gives_up": "failed"}
+        assert any("waits in the triggerer" in line for line in lines)
+        assert not (jobs_env.out / "gives_up.json").exists()
+        trigger = JobsLockWaitTrigger(inputs=[], outputs=[f"busy.timeout.{day}"], deadline=time.time() + 0.5,
+                                      redis_url=jobs_env.url, prefix=jobs_env.prefix)
+        outcome = asyncio.run(first_event(trigger))["jobs_core_lock_wait"]
+    finally:
+        holder.stop()
+    assert outcome["status"] == "timeout" and "cron-holding-on" in " ".join(outcome["blockers"])
+    context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
+    with pytest.raises(JobsLockUnavailable, match="jobs_wait=.*cron-holding-on"):
+        JobsLock([], ["x"], deferrable=True).after_wait(None, context, outcome)
+
+
 # -- secrets and hostile text --------------------------------------------------------------------
 
 PASSWORD = "Sup3r/S3cret"  # an unencoded / makes the URL unparseable by urllib

@@ -1,10 +1,11 @@
 """Airflow 3's real components — api-server, scheduler, triggerer, dag-processor — with jobs_airflow.
 
 Shows a deferrable JobsInputSensor waiting in the triggerer (woken by a plain jobs_core
-job), a wrapped deferrable operator resuming with its next_kwargs, a DAG run scheduled
+job), a deferrable @task.jobs waiting there for its busy output (its worker slot freed), a wrapped deferrable operator resuming with its next_kwargs, a DAG run scheduled
 by an AssetWatcher on a jobs_core output written outside Airflow, and wrapped operators
 whose triggers end the task in the triggerer (end_from_trigger) writing their outputs there,
-and a wrapped TriggerDagRunOperator waiting for the run it triggers (in a worker, deferred). Takes a minute or two:
+and a wrapped TriggerDagRunOperator waiting for the run it triggers (in a worker, deferred), with no
+"async thread was blocked" warning in the triggerer's log. Takes a minute or two:
 marked ``airflow_services`` so a quick local run can deselect it (``-m "not airflow_services"``).
 """
 
@@ -134,10 +135,13 @@ def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
     c = airflow.coordinator
     airflow.wait_for("the DAGs to be parsed", lambda: len(airflow.query(
         "select dag_id from serialized_dag where dag_id in ('jobs_services_sensor', 'jobs_services_watched', "
-        "'jobs_services_ended', 'jobs_services_target', 'jobs_services_trigger')")) == 5,
+        "'jobs_services_ended', 'jobs_services_target', 'jobs_services_trigger', 'jobs_services_lock_wait')"
+    )) == 6,
         timeout=240)
 
-    # 1. the deferrable sensor waits in the triggerer, not in a worker
+    # 1. the deferrable sensor waits in the triggerer, not in a worker; so does a task whose output is busy
+    busy = c.job([], ["svc.busy"], duration=600, job_id="cron-holding-busy").start()
+    airflow.cli("dags", "trigger", "jobs_services_lock_wait")
     airflow.cli("dags", "trigger", "jobs_services_sensor")
     trigger = airflow.wait_for("the sensor deferred to a running triggerer", lambda: airflow.query(
         "select t.classpath, t.kwargs from task_instance ti join trigger t on ti.trigger_id = t.id "
@@ -154,6 +158,17 @@ def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
     assert seen["mine"] == "kept"  # the operator's own next_kwargs came back beside the lock state
     assert seen["holder"] == seen["after"]["holder"] and seen["holder"].startswith("airflow/jobs_services_sensor/")
     assert c.output_info("svc.deferred").writer == seen["holder"]
+    trigger = airflow.wait_for("the busy task to wait in the triggerer", lambda: airflow.query(
+        "select t.classpath from task_instance ti join trigger t on ti.trigger_id = t.id "
+        "where ti.dag_id = 'jobs_services_lock_wait' and ti.state = 'deferred' and t.triggerer_id is not null"))
+    assert trigger[0][0] == "jobs_airflow.triggers.JobsLockWaitTrigger"
+    time.sleep(2)  # a moment for the trigger to subscribe (a release before that is seen by its first look)
+    busy.stop()
+    airflow.wait_for("the busy task to take its lock and succeed", lambda: airflow.query(
+        "select 1 from task_instance where dag_id = 'jobs_services_lock_wait' and state = 'success'"))
+    seen = json.loads((airflow.out / "after_the_wait.json").read_text())
+    assert seen["holder"].startswith("airflow/jobs_services_lock_wait/after_the_wait/")
+    assert c.output_info("svc.busy").writer == seen["holder"]
 
     # 2. an AssetWatcher on a jobs_core output schedules a run when something outside Airflow writes it
     airflow.wait_for("the asset watcher's trigger to run in the triggerer", lambda: airflow.query(
@@ -193,3 +208,8 @@ def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
         info = c.output_info(f"svc.triggered.{kind}")
         assert info.written and info.writer.startswith(f"airflow/jobs_services_trigger/trigger_{kind}/"), info
         assert info.write_lock is None and not info.readers
+
+    # no trigger held the triggerer's event loop (it warns from 0.2 s)
+    triggerer_log = (airflow.home / "triggerer.log").read_text(errors="replace")
+    assert "jobs_airflow.triggers.JobsLockWaitTrigger" in triggerer_log  # the log is the triggerer's, with ours
+    assert "async thread was blocked" not in triggerer_log, triggerer_log[-3000:]

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal, overload
 
 import jobs_core
+from jobs_core.limits import check_limits
 from jobs_core.protocol import check_seconds
 
 from .version_compat import ResolveMixin, render_name
@@ -44,6 +45,18 @@ def seconds(value: Any, what: str, *, minimum: float = 0.0, allow_none: bool = F
     if isinstance(value, timedelta):
         value = value.total_seconds()
     return check_seconds(value, what, minimum=minimum, allow_none=allow_none)
+
+
+def limits(value: Any, what: str) -> dict[str, int]:
+    """A ``limits`` argument (``{limit: slots}``) checked as jobs_core checks a job's.
+
+    Raises:
+        jobs_core.InvalidType, jobs_core.InvalidArgument: not a mapping of limit names to slots (ints from 1).
+    """
+    try:
+        return dict(check_limits(value))
+    except (jobs_core.InvalidType, jobs_core.InvalidArgument) as exc:
+        raise type(exc)(f"{what}: {exc}") from None
 
 
 def names(value: Any, what: str) -> Names:

@@ -9,7 +9,7 @@ names are template fields of the task, as with
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -29,28 +29,38 @@ JobsPythonDecoratedOperator.custom_operator_name = "@task.jobs"
 
 
 def jobs_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None, *,
-              inputs: Sequence[Any] = (), outputs: Sequence[Any] = (), duration: float | timedelta = DEFAULT_DURATION,
-              wait: float | timedelta = DEFAULT_WAIT, overwrite: bool = True,
+              inputs: Sequence[Any] = (), outputs: Sequence[Any] = (), duration: float | timedelta | None = None,
+              wait: float | timedelta | None = None, overwrite: bool | None = None,
               deferral_lease: float | timedelta | None = None, redis_conn_id: str | None = None,
-              redis_url: str | None = None, prefix: str | None = None, **kwargs: Any) -> Any:
+              redis_url: str | None = None, prefix: str | None = None, limits: Mapping[str, int] | None = None,
+              output_ttl: float | timedelta | None = None, deferrable: bool | None = None, **kwargs: Any) -> Any:
     """``@task.jobs(inputs=[...], outputs=["reporting.events.{{ ds }}"])``: a ``@task`` holding jobs_core locks.
 
     The arguments are those of :func:`jobs_airflow.operators.with_jobs_lock`
-    without the ``jobs_`` prefix (``duration``, ``wait``, ``overwrite``...);
-    any other keyword goes to the operator, as with ``@task``.
+    without the ``jobs_`` prefix (``duration``, ``wait``, ``overwrite``,
+    ``limits``, ``output_ttl``, ``deferrable``...; ``redis_conn_id`` is
+    ``jobs_conn_id``); one not given takes the DAG's ``default_args``
+    (``jobs_limits``...), else the operator's default. Any other keyword goes
+    to the operator, as with ``@task``.
 
     Raises:
-        TypeError, ValueError: a bad names argument or duration (when the DAG is parsed).
+        TypeError, ValueError: a bad names argument, duration or limits (when the DAG is parsed).
     """
-    arguments.seconds(duration, "duration", minimum=0.001)  # checked here too: the task is made later
-    arguments.seconds(wait, "wait")
-    arguments.seconds(deferral_lease, "deferral_lease", minimum=0.001, allow_none=True)
+    given = {"jobs_duration": duration, "jobs_wait": wait, "jobs_overwrite": overwrite,
+             "jobs_deferral_lease": deferral_lease, "jobs_conn_id": redis_conn_id, "jobs_redis_url": redis_url,
+             "jobs_prefix": prefix, "jobs_limits": limits, "jobs_output_ttl": output_ttl,
+             "jobs_deferrable": deferrable}
+    # checked here too, with the names the user wrote: the task is made later
+    for what, value in (("duration", duration), ("deferral_lease", deferral_lease), ("output_ttl", output_ttl)):
+        arguments.seconds(value, what, minimum=0.001, allow_none=True)
+    arguments.seconds(wait, "wait", allow_none=True)
+    if limits is not None:
+        arguments.limits(limits, "limits")
     return task_decorator_factory(
         python_callable=python_callable, multiple_outputs=multiple_outputs,
         decorated_operator_class=JobsPythonDecoratedOperator,
         jobs_inputs=arguments.names(inputs, "inputs"), jobs_outputs=arguments.names(outputs, "outputs"),
-        jobs_duration=duration, jobs_wait=wait, jobs_overwrite=overwrite, jobs_deferral_lease=deferral_lease,
-        jobs_conn_id=redis_conn_id, jobs_redis_url=redis_url, jobs_prefix=prefix, **kwargs)
+        **{k: v for k, v in given.items() if v is not None}, **kwargs)
 
 
 @contextmanager

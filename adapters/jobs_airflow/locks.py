@@ -14,6 +14,7 @@ task's state-change callbacks settle the job.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ DEFAULT_WAIT = 60.0
 DEFAULT_DEFERRAL_LEASE = 3600.0
 #: Key of the lock state in a parked task's ``next_kwargs``.
 STATE_KEY = "jobs_core_lock"
+#: Key, in the event of :class:`jobs_airflow.triggers.JobsLockWaitTrigger`, of how a deferred lock wait ended.
+LOCK_WAIT_KEY = "jobs_core_lock_wait"
+#: Grace given to Airflow's own deferral timeout beyond the lock wait's deadline (the trigger reports first).
+LOCK_WAIT_GRACE = 60.0
 #: Exceptions after which Airflow itself decides whether the task succeeded (Airflow 3).
 _DECIDED_LATER: tuple[type[BaseException], ...] = tuple(e for e in (DagRunTriggerException,) if e is not None)
 #: The state-change callbacks that settle such a task, and whether each means success.
@@ -59,6 +64,10 @@ class JobsLockUnavailable(AirflowException):
 
 class JobsOutputExists(AirflowFailException):
     """An output exists and the task may not overwrite it (``jobs_overwrite=False``): no retry can help."""
+
+
+class JobsLimitError(AirflowFailException):
+    """A limit the task asks for is not set in the namespace, or is smaller than the slots asked: no retry helps."""
 
 
 class JobsLockLost(AirflowException):
@@ -77,6 +86,15 @@ def job_id_for(context: Any) -> str:
     """The jobs_core job id of a task instance: ``airflow/<dag>/<task>/<run>/<map index>/<try>``."""
     ti = context["ti"]
     return f"airflow/{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}/{ti.try_number}"
+
+
+def lineage_name_for(job_id: str) -> str:
+    """The lineage name of a task's job: ``airflow/<dag>/<task>``, one node for every run and try."""
+    if job_id.startswith("airflow/"):
+        parts = job_id.split("/")
+        if len(parts) >= 3:
+            return "/".join(parts[:3])
+    return job_id
 
 
 def _seconds(value: timedelta | float | None) -> float | None:
@@ -136,6 +154,9 @@ class JobsLock:
         deferral_lease: lease given to the locks while the task is parked
             (default: the wait's timeout plus ``duration``, else one hour).
         redis_conn_id, redis_url, prefix: see :class:`jobs_airflow.hooks.JobsHook`.
+        limits: slots of shared limits taken with the locks (``{"warehouse": 1}``).
+        output_ttl: seconds the written outputs live (None: the namespace's default, usually for ever).
+        deferrable: wait for busy locks in the triggerer (the worker slot is freed) rather than in the worker.
     """
 
     inputs: list[str] = field(default_factory=list)
@@ -147,6 +168,9 @@ class JobsLock:
     redis_conn_id: str | None = None
     redis_url: str | None = None
     prefix: str | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+    output_ttl: float | None = None
+    deferrable: bool = False
 
     def _hook(self) -> JobsHook:
         return JobsHook(redis_conn_id=self.redis_conn_id, redis_url=self.redis_url, prefix=self.prefix)
@@ -154,35 +178,100 @@ class JobsLock:
     def _job(self, coordinator: jobs_core.Coordinator, job_id: str, inputs: list[str], outputs: list[str],
              **options: Any) -> jobs_core.Job:
         options.setdefault("duration", self.duration)
-        return coordinator.job(inputs, outputs, overwrite=self.overwrite, job_id=job_id, **options)
+        if self.limits:
+            options.setdefault("limits", dict(self.limits))
+        if self.output_ttl is not None:
+            options.setdefault("output_ttl", self.output_ttl)
+        return coordinator.job(inputs, outputs, overwrite=self.overwrite, job_id=job_id,
+                               lineage_name=lineage_name_for(job_id), **options)
 
     # -- taking the locks ----------------------------------------------------------------------
 
-    def start(self, context: Any) -> jobs_core.Job:
-        """Take the locks for this task instance, waiting up to ``wait`` seconds.
+    def start(self, context: Any, wait: float | None = None) -> jobs_core.Job:
+        """Take the locks for this task instance, waiting up to ``wait`` seconds (default: ``self.wait``).
 
         Raises:
             JobsOutputExists: an output exists and ``overwrite`` is False (no retry helps).
+            JobsLimitError: a limit is not set, or smaller than the slots asked (no retry helps).
             JobsLockUnavailable: still busy or missing after the wait.
         """
         coordinator = self._hook().get_conn()
         with _closed_on_error(coordinator):
-            job = self._job(coordinator, job_id_for(context), self.inputs, self.outputs, wait=self.wait)
+            job = self._job(coordinator, job_id_for(context), self.inputs, self.outputs,
+                            wait=self.wait if wait is None else wait)
             try:
                 job.start()
+            except (jobs_core.UnknownLimit, jobs_core.LimitTooSmall) as exc:
+                raise JobsLimitError(printable(f"jobs_core: {exc}. No retry can change that, so the task fails "
+                                               "without retries.")) from exc
             except jobs_core.ResourceUnavailable as exc:
-                existing = [b for b in exc.blockers if b.reason == "output_exists"]
-                if existing:
-                    raise JobsOutputExists(printable(
-                        f"jobs_core: {job.id} may not overwrite outputs that already exist (jobs_overwrite=False): "
-                        + "; ".join(b.describe() for b in existing) + ". No retry can change that, so the task "
-                        "fails without retries; set jobs_overwrite=True to replace them.")) from exc
-                raise JobsLockUnavailable(printable(
-                    f"jobs_core: locks for {job.id} not available within jobs_wait={self.wait:g}s (Airflow's "
-                    f"retries apply): " + "; ".join(b.describe() for b in exc.blockers))) from exc
-        log.info("jobs_core: %s holds %s (read) and %s (write), token %s", printable(job.id),
-                 printable(self.inputs), printable(self.outputs), job.token)
+                self._check_overwrite(job.id, exc.blockers, exc)
+                if wait is not None:  # a try of a deferrable wait: the caller decides
+                    raise
+                raise self._unavailable(job.id, [b.describe() for b in exc.blockers]) from exc
+        log.info("jobs_core: %s holds %s (read) and %s (write)%s, token %s", printable(job.id),
+                 printable(self.inputs), printable(self.outputs),
+                 printable(f" and slots {self.limits}") if self.limits else "", job.token)
         return job
+
+    def _check_overwrite(self, job_id: str, blockers: Any, cause: BaseException | None) -> None:
+        existing = [b for b in blockers if b.reason == "output_exists"]
+        if existing:
+            raise JobsOutputExists(printable(
+                f"jobs_core: {job_id} may not overwrite outputs that already exist (jobs_overwrite=False): "
+                + "; ".join(b.describe() for b in existing) + ". No retry can change that, so the task "
+                "fails without retries; set jobs_overwrite=True to replace them.")) from cause
+
+    def _unavailable(self, job_id: str, blockers: list[str]) -> JobsLockUnavailable:
+        return JobsLockUnavailable(printable(
+            f"jobs_core: locks for {job_id} not available within jobs_wait={self.wait:g}s (Airflow's "
+            f"retries apply): " + "; ".join(blockers)))
+
+    # -- waiting for the locks in the triggerer ------------------------------------------------
+
+    def start_or_defer(self, task: Any, context: Any, deadline: float) -> jobs_core.Job:
+        """Take the locks now if they are free; else defer the task to
+        :class:`jobs_airflow.triggers.JobsLockWaitTrigger` until they are, or until ``deadline``
+        (epoch seconds), freeing the worker slot. The resume calls :meth:`after_wait`.
+
+        Raises:
+            TaskDeferred: the locks are busy (through ``task.defer``).
+            JobsOutputExists, JobsLimitError: as for :meth:`start`.
+            JobsLockUnavailable: busy, and the deadline has passed.
+        """
+        try:
+            return self.start(context, wait=0.0)
+        except jobs_core.ResourceUnavailable as exc:
+            job_id = job_id_for(context)
+            blockers = [b.describe() for b in exc.blockers]
+            left = deadline - time.time()
+            if left <= 0:
+                raise self._unavailable(job_id, blockers) from exc
+        from .triggers import JobsLockWaitTrigger
+
+        log.info("jobs_core: %s waits in the triggerer (its worker slot is freed) for up to %.0fs: %s",
+                 printable(job_id), left, printable("; ".join(blockers)))
+        trigger = JobsLockWaitTrigger(inputs=self.inputs, outputs=self.outputs, overwrite=self.overwrite,
+                                      limits=self.limits, deadline=deadline, job_id=job_id, **self._hook().settings())
+        task.defer(trigger=trigger, method_name="execute", timeout=timedelta(seconds=left + LOCK_WAIT_GRACE))
+        raise AssertionError("task.defer returned")  # pragma: no cover - defer always raises
+
+    def after_wait(self, task: Any, context: Any, outcome: dict[str, Any]) -> jobs_core.Job:
+        """Resumed from a deferred lock wait: take the locks (or defer again if another job took
+        them first), or fail as a wait in the worker would.
+
+        Raises:
+            JobsLockUnavailable: the wait reached its deadline (the blockers are named).
+            JobsOutputExists, JobsLimitError: as for :meth:`start`.
+        """
+        status = outcome.get("status")
+        job_id = job_id_for(context)
+        if status == "timeout":
+            raise self._unavailable(job_id, [str(b) for b in outcome.get("blockers", [])])
+        if status == "error":
+            raise JobsLimitError(printable(f"jobs_core: {outcome.get('error')}. No retry can change that, so the "
+                                           "task fails without retries."))
+        return self.start_or_defer(task, context, float(outcome.get("deadline", 0.0)))
 
     def resume(self, context: Any, state: dict[str, Any]) -> jobs_core.Job:
         """Adopt the locks a parked try of this task holds (``state`` from its ``next_kwargs``).
@@ -395,9 +484,16 @@ class JobsLock:
         return JobsTaskKilled(printable(f"jobs_core: {job.id} was killed while it ran (on_kill); its locks were "
                                         f"released and its outputs {list(job.outputs)} not written"))
 
-    def execute(self, task: Any, context: Any, call: Callable[[], Any], execution: Execution) -> Any:
-        """Take the locks, then :meth:`run` ``call``."""
-        job = self.start(context)
+    def execute(self, task: Any, context: Any, call: Callable[[], Any], execution: Execution,
+                wait_outcome: dict[str, Any] | None = None) -> Any:
+        """Take the locks (in the worker, or through deferred waits if ``deferrable``), then :meth:`run`
+        ``call``. ``wait_outcome`` is the event of a deferred lock wait this resumes."""
+        if wait_outcome is not None:
+            job = self.after_wait(task, context, wait_outcome)
+        elif self.deferrable:
+            job = self.start_or_defer(task, context, time.time() + self.wait)
+        else:
+            job = self.start(context)
         return self.run(job, call, task=task, context=context, execution=execution)
 
     def resume_execution(self, task: Any, context: Any, state: dict[str, Any], call: Callable[[], Any],

@@ -9,7 +9,7 @@ lifecycle: parking, success by exception, ``on_kill``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -18,8 +18,10 @@ from .locks import (
     DEFAULT_DEFERRAL_LEASE,
     DEFAULT_DURATION,
     DEFAULT_WAIT,
+    LOCK_WAIT_KEY,
     STATE_KEY,
     Execution,
+    JobsLimitError,
     JobsLock,
     JobsLockLost,
     JobsLockUnavailable,
@@ -27,12 +29,13 @@ from .locks import (
     JobsTaskKilled,
     job_id_for,
 )
-from .version_compat import BaseOperator
+from .version_compat import BaseOperator, default_deferrable
 
 OperatorClass = TypeVar("OperatorClass", bound=type)
 
 __all__ = [
-    "DEFAULT_DEFERRAL_LEASE", "DEFAULT_DURATION", "DEFAULT_WAIT", "STATE_KEY", "JobsLock", "JobsLockLost",
+    "DEFAULT_DEFERRAL_LEASE", "DEFAULT_DURATION", "DEFAULT_WAIT", "STATE_KEY", "JobsLimitError", "JobsLock",
+    "JobsLockLost",
     "JobsLockUnavailable", "JobsLocked", "JobsOutputExists", "JobsTaskKilled", "NameFields", "job_id_for",
     "with_jobs_lock",
 ]
@@ -76,7 +79,8 @@ class JobsLocked:
 
 def _init(task: Any, jobs_inputs: Any, jobs_outputs: Any, jobs_duration: float | timedelta,
           jobs_wait: float | timedelta, jobs_overwrite: bool, jobs_deferral_lease: float | timedelta | None,
-          jobs_conn_id: str | None, jobs_redis_url: str | None, jobs_prefix: str | None) -> None:
+          jobs_conn_id: str | None, jobs_redis_url: str | None, jobs_prefix: str | None, jobs_limits: Any,
+          jobs_output_ttl: float | timedelta | None, jobs_deferrable: bool | None) -> None:
     """Check the ``jobs_*`` arguments when the DAG is parsed, and keep them on ``task``."""
     task.jobs_inputs = arguments.names(jobs_inputs, "jobs_inputs")
     task.jobs_outputs = arguments.names(jobs_outputs, "jobs_outputs")
@@ -87,6 +91,9 @@ def _init(task: Any, jobs_inputs: Any, jobs_outputs: Any, jobs_duration: float |
         "deferral_lease": arguments.seconds(jobs_deferral_lease, "jobs_deferral_lease", minimum=0.001,
                                             allow_none=True),
         "redis_conn_id": jobs_conn_id, "redis_url": jobs_redis_url, "prefix": jobs_prefix,
+        "limits": arguments.limits(jobs_limits, "jobs_limits"),
+        "output_ttl": arguments.seconds(jobs_output_ttl, "jobs_output_ttl", minimum=0.001, allow_none=True),
+        "deferrable": default_deferrable() if jobs_deferrable is None else bool(jobs_deferrable),
     }
 
 
@@ -118,7 +125,15 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     * ``jobs_overwrite``: if False, an existing output makes the task fail without retries;
     * ``jobs_deferral_lease``: lease while the task is deferred or awaits input (default: the
       wait's timeout plus ``jobs_duration``, else one hour);
-    * ``jobs_conn_id``, ``jobs_redis_url``, ``jobs_prefix``: see :class:`jobs_airflow.hooks.JobsHook`.
+    * ``jobs_conn_id``, ``jobs_redis_url``, ``jobs_prefix``: see :class:`jobs_airflow.hooks.JobsHook`;
+    * ``jobs_limits``: slots of jobs_core limits taken with the locks, ``{"warehouse": 1}`` (the
+      limit's capacity is set in the namespace: ``jobs-core limit set warehouse 4``); a limit not
+      set fails the task without retries (:class:`JobsLimitError`);
+    * ``jobs_output_ttl``: seconds (or ``timedelta``) the written outputs live (default: for ever);
+    * ``jobs_deferrable``: wait for busy locks in the triggerer, the worker slot freed (default:
+      Airflow's ``[operators] default_deferrable``); the wait still ends at ``jobs_wait``.
+
+    Every ``jobs_*`` argument may come from the DAG's ``default_args``.
 
     Raises:
         TypeError, ValueError: (when a task is made) a names argument that is one str or holds
@@ -141,16 +156,23 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
                      jobs_duration: float | timedelta = DEFAULT_DURATION, jobs_wait: float | timedelta = DEFAULT_WAIT,
                      jobs_overwrite: bool = True, jobs_deferral_lease: float | timedelta | None = None,
                      jobs_conn_id: str | None = None, jobs_redis_url: str | None = None,
-                     jobs_prefix: str | None = None, **kwargs: Any) -> None:
+                     jobs_prefix: str | None = None, jobs_limits: Mapping[str, int] | None = None,
+                     jobs_output_ttl: float | timedelta | None = None, jobs_deferrable: bool | None = None,
+                     **kwargs: Any) -> None:
             super().__init__(**kwargs)
             _init(self, jobs_inputs, jobs_outputs, jobs_duration, jobs_wait, jobs_overwrite, jobs_deferral_lease,
-                  jobs_conn_id, jobs_redis_url, jobs_prefix)
+                  jobs_conn_id, jobs_redis_url, jobs_prefix, jobs_limits, jobs_output_ttl, jobs_deferrable)
 
         def execute(self, context: Any) -> Any:
             execute = super().execute
             return _lock(self).execute(self, context, lambda: execute(context), _execution(self))
 
         def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+            event = (next_kwargs or {}).get("event")
+            if isinstance(event, dict) and LOCK_WAIT_KEY in event:  # a deferred lock wait ended
+                execute = super().execute
+                return _lock(self).execute(self, context, lambda: execute(context), _execution(self),
+                                           wait_outcome=event[LOCK_WAIT_KEY])
             next_kwargs = dict(next_kwargs or {})
             state = next_kwargs.pop(STATE_KEY, None) or {}
             resume = super().resume_execution

@@ -88,6 +88,15 @@ PARKING_SIGNALS: tuple[type[BaseException], ...] = tuple(e for e in (TaskDeferre
                                                          if e is not None)
 
 
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable`` (False when unset)."""
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.configuration import conf
+    else:
+        from airflow.configuration import conf
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
 async def aget_connection(conn_id: str) -> Any:
     """An Airflow connection, fetched without blocking the event loop (a trigger's)."""
     if AIRFLOW_V_3_0_PLUS:
@@ -158,6 +167,6 @@ __all__ = [
     "AirflowSensorTimeout", "AirflowTaskTerminated", "Asset", "AssetWatcher", "BaseEventTrigger", "BaseHook",
     "BaseOperator", "BaseSensorOperator", "BaseTaskEndEvent", "BaseTrigger", "DagRunTriggerException",
     "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin",
-    "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection",
+    "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection", "default_deferrable",
     "get_current_context", "push_return_value", "render_name", "succeeds_by_raising", "task_decorator_factory",
 ]

@@ -17,7 +17,7 @@ if AIRFLOW_V_3_0_PLUS:  # asset watchers exist from Airflow 3
     from jobs_airflow.assets import jobs_asset
     from jobs_airflow.operators import with_jobs_lock
     from jobs_airflow.sensors import JobsInputSensor
-    from jobs_test_support import DeferOnceOperator, EndInTriggerOperator, record
+    from jobs_test_support import DeferOnceOperator, EndInTriggerOperator, lock_facts, record
 
     with DAG("jobs_services_sensor", schedule=None, start_date=datetime(2026, 11, 1), catchup=False):
         wait = JobsInputSensor(task_id="wait", inputs=["svc.input"], deferrable=True, timeout=600, poll_interval=60)
@@ -40,6 +40,15 @@ if AIRFLOW_V_3_0_PLUS:  # asset watchers exist from Airflow 3
         with_jobs_lock(EndInTriggerOperator)(task_id="ended", jobs_outputs=["svc.ended"], jobs_duration=5)
         with_jobs_lock(DateTimeSensorAsync)(task_id="at_time", target_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
                                             end_from_trigger=True, jobs_outputs=["svc.at_time"], jobs_duration=5)
+
+    # a task whose output is busy waits for it in the triggerer, its worker slot freed
+    with DAG("jobs_services_lock_wait", schedule=None, start_date=datetime(2026, 11, 1), catchup=False):
+
+        @task.jobs(outputs=["svc.busy"], wait=600, deferrable=True)
+        def after_the_wait():
+            record("after_the_wait", lock_facts("svc.busy"))
+
+        after_the_wait()
 
     # TriggerDagRunOperator waiting for the run it triggers, in a worker or deferred: Airflow decides the
     # outcome after the operator raised DagRunTriggerException

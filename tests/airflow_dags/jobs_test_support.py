@@ -175,3 +175,13 @@ def answer_when_parked(dag_id: str, task_id: str, option: str, name: str, wait: 
             if ti is not None:
                 ti.state = "failed"
         raise
+
+
+def limit_holders(limit: str) -> list[str]:
+    """The job ids holding slots of ``limit`` now."""
+    coordinator = jobs_core.Coordinator.from_env()
+    try:
+        (info,) = coordinator.limits([limit])
+    finally:
+        coordinator.close()
+    return sorted({h.job_id for h, _ in info.holders})
