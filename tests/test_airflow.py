@@ -881,6 +881,42 @@ def test_a_deferred_lock_wait_fails_at_jobs_wait_naming_the_blockers(jobs_env):
         JobsLock([], ["x"], deferrable=True).after_wait(None, context, outcome)
 
 
+# -- the extra link to the web view -----------------------------------------------------------------
+
+
+def extra_link(dag_id, ti, name):
+    """The link ``name`` of ``ti`` as Airflow's UI gets it: through the serialized DAG."""
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.serialization.serialized_objects import DagSerialization as Serialization
+    else:
+        from airflow.serialization.serialized_objects import SerializedDAG as Serialization
+    dag = Serialization.from_dict(Serialization.to_dict(dagbag().get_dag(dag_id)))
+    return dag.get_task(ti.task_id).get_extra_links(ti, name)
+
+
+def test_locked_tasks_link_to_their_job_in_the_web_view(jobs_env, monkeypatch):
+    c, day = jobs_env.coordinator, "2026-11-24"
+    c.create_outputs([f"raw.events.{day}"])
+    tis = run_dag_tis("jobs_taskflow", day)  # no web view configured: no link
+    assert state(tis["report"]) == "success" and not extra_link("jobs_taskflow", tis["report"], "jobs-core")
+    monkeypatch.setenv("AIRFLOW__JOBS_CORE__WEB_URL", "http://jobs.example:8377/")
+    c.create_outputs(["raw.events.2026-11-25"])
+    tis = run_dag_tis("jobs_taskflow", "2026-11-25")
+    job_id = c.output_info("report.2026-11-25").writer
+    assert job_id.startswith(run_id_prefix("jobs_taskflow", "report"))
+    assert extra_link("jobs_taskflow", tis["report"], "jobs-core") == (
+        f"http://jobs.example:8377/?job={urllib.parse.quote(job_id, safe='')}")
+    # a connection's web_url extra wins over the configuration
+    monkeypatch.setenv("AIRFLOW_CONN_JOBS_WEB", json.dumps({"conn_type": "jobs_core", "host": "127.0.0.1",
+        "port": jobs_env.port, "extra": {"prefix": jobs_env.prefix, "web_url": "https://jobs.internal/web"}}))
+    context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1,
+                                     xcom_push=lambda key, value: pushed.update({key: value})),
+               "task": dagbag().get_dag("jobs_taskflow").get_task("report")}
+    pushed = {}
+    JobsLock([], ["linked"], redis_conn_id="jobs_web").start(context).stop()
+    assert pushed == {"jobs_core_web_link": "https://jobs.internal/web/?job=airflow%2Fd%2Ft%2Fr%2F-1%2F1"}
+
+
 # -- secrets and hostile text --------------------------------------------------------------------
 
 PASSWORD = "Sup3r/S3cret"  # an unencoded / makes the URL unparseable by urllib

@@ -1,18 +1,20 @@
 """Airflow 3's real components — api-server, scheduler, triggerer, dag-processor — with jobs_airflow.
 
-Shows a deferrable JobsInputSensor waiting in the triggerer (woken by a plain jobs_core
-job), a deferrable @task.jobs waiting there for its busy output (its worker slot freed), a wrapped deferrable operator resuming with its next_kwargs, a DAG run scheduled
-by an AssetWatcher on a jobs_core output written outside Airflow, and wrapped operators
-whose triggers end the task in the triggerer (end_from_trigger) writing their outputs there,
-and a wrapped TriggerDagRunOperator waiting for the run it triggers (in a worker, deferred), with no
-"async thread was blocked" warning in the triggerer's log. Takes a minute or two:
-marked ``airflow_services`` so a quick local run can deselect it (``-m "not airflow_services"``).
+Shows a deferrable JobsInputSensor waiting in the triggerer (woken by a plain jobs_core job), a
+deferrable @task.jobs waiting there for its busy output (its worker slot freed), a wrapped deferrable
+operator resuming with its next_kwargs, a DAG run scheduled by an AssetWatcher on a jobs_core output
+written outside Airflow, wrapped operators whose triggers end the task in the triggerer
+(end_from_trigger) writing their outputs there, and a wrapped TriggerDagRunOperator waiting for the
+run it triggers (in a worker, deferred); no "async thread was blocked" warning in the triggerer's
+log. Takes a minute or two: marked ``airflow_services`` so a quick local run can deselect it
+(``-m "not airflow_services"``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -209,7 +211,12 @@ def test_triggerer_waits_and_an_asset_watcher_schedules_a_run(airflow):
         assert info.written and info.writer.startswith(f"airflow/jobs_services_trigger/trigger_{kind}/"), info
         assert info.write_lock is None and not info.readers
 
-    # no trigger held the triggerer's event loop (it warns from 0.2 s)
+    # no trigger held the triggerer's event loop (it warns from 0.2 s). Looked at from the first trigger's
+    # start: before it, the triggerer's own first set-up (decrypting and decoding kwargs, its imports)
+    # has been seen to pass 0.2 s on a loaded 2-core machine; importing jobs_airflow.triggers there takes
+    # ~20 ms (it loads neither jobs_core nor redis-py: those load in a worker thread when a trigger runs).
     triggerer_log = (airflow.home / "triggerer.log").read_text(errors="replace")
-    assert "jobs_airflow.triggers.JobsLockWaitTrigger" in triggerer_log  # the log is the triggerer's, with ours
-    assert "async thread was blocked" not in triggerer_log, triggerer_log[-3000:]
+    started = [i for i, line in enumerate(triggerer_log.splitlines()) if re.search(r"trigger .* starting", line)]
+    assert started, triggerer_log[-3000:]  # the asset watcher's (task triggers log to their task's log)
+    running = "\n".join(triggerer_log.splitlines()[started[0]:])
+    assert "async thread was blocked" not in running, running[-3000:]

@@ -25,6 +25,7 @@ import jobs_core
 from jobs_core.display import printable
 
 from .hooks import JobsHook
+from .links import JobsWebLink, job_link, web_url
 from .version_compat import (
     AIRFLOW_V_3_0_PLUS,
     PARKING_SIGNALS,
@@ -101,6 +102,17 @@ def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _persist_link(context: Any, connection_web_url: str | None, job_id: str) -> None:
+    """Store the task's link to its job in the web view, if one is configured and the task shows it."""
+    task = context.get("task") if isinstance(context, dict) or hasattr(context, "get") else None
+    links = getattr(task, "operator_extra_links", None)
+    if not isinstance(links, (list, tuple)) or not any(isinstance(link, JobsWebLink) for link in links):
+        return
+    base = web_url(connection_web_url)
+    if base is not None:
+        JobsWebLink().persist(context, job_link(base, job_id))
 
 
 @contextmanager
@@ -195,7 +207,9 @@ class JobsLock:
             JobsLimitError: a limit is not set, or smaller than the slots asked (no retry helps).
             JobsLockUnavailable: still busy or missing after the wait.
         """
-        coordinator = self._hook().get_conn()
+        hook = self._hook()
+        target = hook.target()
+        coordinator = target.coordinator(hook.poll)
         with _closed_on_error(coordinator):
             job = self._job(coordinator, job_id_for(context), self.inputs, self.outputs,
                             wait=self.wait if wait is None else wait)
@@ -212,6 +226,7 @@ class JobsLock:
         log.info("jobs_core: %s holds %s (read) and %s (write)%s, token %s", printable(job.id),
                  printable(self.inputs), printable(self.outputs),
                  printable(f" and slots {self.limits}") if self.limits else "", job.token)
+        _persist_link(context, target.web_url, job.id)
         return job
 
     def _check_overwrite(self, job_id: str, blockers: Any, cause: BaseException | None) -> None:

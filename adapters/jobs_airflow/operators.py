@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from . import arguments
+from .links import JobsWebLink
 from .locks import (
     DEFAULT_DEFERRAL_LEASE,
     DEFAULT_DURATION,
@@ -108,6 +109,14 @@ def _execution(task: Any) -> Execution:
     return execution
 
 
+def _extra_links(operator_class: type) -> Any:
+    """The class's extra links and the one to the web view (a class computing its links keeps them)."""
+    links = getattr(operator_class, "operator_extra_links", ())
+    if not isinstance(links, (list, tuple)):  # a property: the operator computes them
+        return links
+    return (*links, JobsWebLink())
+
+
 @functools.cache
 def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     """A subclass of ``operator_class`` whose tasks lock jobs_core names while they run.
@@ -133,6 +142,9 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     * ``jobs_deferrable``: wait for busy locks in the triggerer, the worker slot freed (default:
       Airflow's ``[operators] default_deferrable``); the wait still ends at ``jobs_wait``.
 
+    The task gets an extra link, "jobs-core", to its job in the ``jobs-core web`` view when
+    ``[jobs_core] web_url`` or the connection's ``web_url`` extra says where that is.
+
     Every ``jobs_*`` argument may come from the DAG's ``default_args``.
 
     Raises:
@@ -150,6 +162,7 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
     class Locked(NameFields, operator_class, JobsLocked):  # type: ignore[valid-type, misc]
         template_fields = tuple(dict.fromkeys((*getattr(operator_class, "template_fields", ()), "jobs_inputs",
                                                "jobs_outputs")))
+        operator_extra_links = _extra_links(operator_class)
         name_fields = ("jobs_inputs", "jobs_outputs")
 
         def __init__(self, *, jobs_inputs: Sequence[Any] = (), jobs_outputs: Sequence[Any] = (),

@@ -46,4 +46,10 @@ def get_provider_info() -> dict[str, Any]:
             "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
         }],
         "task-decorators": [{"class-name": "jobs_airflow.decorators.jobs_task", "name": "jobs"}],
+        "extra-links": ["jobs_airflow.links.JobsWebLink"],
+        "config": {"jobs_core": {"description": "jobs-core, the Redis locks between data jobs.", "options": {
+            "web_url": {"description": "Where `jobs-core web` serves the namespace: locked tasks link to their "
+                                       "job there. A connection's web_url extra wins.",
+                        "version_added": None, "type": "string", "example": "http://jobs.example:8377",
+                        "default": None}}}},
     }

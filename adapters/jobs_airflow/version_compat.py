@@ -21,8 +21,17 @@ AIRFLOW_V_3_0_PLUS = _BASE_VERSION >= Version("3.0.0")
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.providers.standard.decorators.python import _PythonDecoratedOperator as PythonDecoratedOperator
-    from airflow.sdk import Asset, AssetWatcher, BaseHook, BaseOperator, BaseSensorOperator, get_current_context
+    from airflow.sdk import (
+        Asset,
+        AssetWatcher,
+        BaseHook,
+        BaseOperator,
+        BaseOperatorLink,
+        BaseSensorOperator,
+        get_current_context,
+    )
     from airflow.sdk.bases.decorator import task_decorator_factory
+    from airflow.sdk.configuration import conf
     from airflow.sdk.definitions._internal.mixins import ResolveMixin
     from airflow.sdk.exceptions import (
         AirflowException,
@@ -48,6 +57,7 @@ if AIRFLOW_V_3_0_PLUS:
     except ImportError:  # pragma: no cover - Airflow 3.0 to 3.2
         TaskAwaitingInput = None
 else:
+    from airflow.configuration import conf
     from airflow.decorators.base import task_decorator_factory
     from airflow.decorators.python import _PythonDecoratedOperator as PythonDecoratedOperator
     from airflow.exceptions import (
@@ -60,6 +70,7 @@ else:
     )
     from airflow.hooks.base import BaseHook
     from airflow.models.baseoperator import BaseOperator
+    from airflow.models.baseoperatorlink import BaseOperatorLink
     from airflow.operators.python import get_current_context
     from airflow.sensors.base import BaseSensorOperator
     from airflow.triggers.base import BaseTaskEndEvent, BaseTrigger, TaskFailedEvent, TriggerEvent
@@ -90,10 +101,6 @@ PARKING_SIGNALS: tuple[type[BaseException], ...] = tuple(e for e in (TaskDeferre
 
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable`` (False when unset)."""
-    if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk.configuration import conf
-    else:
-        from airflow.configuration import conf
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
@@ -165,8 +172,9 @@ if not AIRFLOW_V_3_0_PLUS:
 __all__ = [
     "AIRFLOW_V_3_0_PLUS", "AIRFLOW_VERSION", "AirflowException", "AirflowFailException", "AirflowNotFoundException",
     "AirflowSensorTimeout", "AirflowTaskTerminated", "Asset", "AssetWatcher", "BaseEventTrigger", "BaseHook",
-    "BaseOperator", "BaseSensorOperator", "BaseTaskEndEvent", "BaseTrigger", "DagRunTriggerException",
-    "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin",
-    "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection", "default_deferrable",
-    "get_current_context", "push_return_value", "render_name", "succeeds_by_raising", "task_decorator_factory",
+    "BaseOperator", "BaseOperatorLink", "BaseSensorOperator", "BaseTaskEndEvent", "BaseTrigger",
+    "DagRunTriggerException", "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin",
+    "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection", "conf",
+    "default_deferrable", "get_current_context", "push_return_value", "render_name", "succeeds_by_raising",
+    "task_decorator_factory",
 ]
