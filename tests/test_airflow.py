@@ -917,6 +917,41 @@ def test_locked_tasks_link_to_their_job_in_the_web_view(jobs_env, monkeypatch):
     assert pushed == {"jobs_core_web_link": "https://jobs.internal/web/?job=airflow%2Fd%2Ft%2Fr%2F-1%2F1"}
 
 
+# -- OpenLineage -------------------------------------------------------------------------------------
+
+
+def test_openlineage_events_carry_the_jobs_inputs_and_outputs(jobs_env, tmp_path):
+    """Airflow's OpenLineage provider, with its file transport, in `airflow dags test`: a @task.jobs
+    task's START and COMPLETE events list its jobs_core input and output datasets."""
+    pytest.importorskip("airflow.providers.openlineage")
+    day = "2026-11-26"
+    jobs_env.coordinator.create_outputs([f"raw.events.{day}"])
+    events_file = tmp_path / "openlineage.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(jobs_test_env.DAGS), "JOBS_OPENLINEAGE_NAMESPACE": "",
+           "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+               {"type": "file", "log_file_path": str(events_file), "append": True}),
+           "PYTHONWARNINGS": "ignore"}
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "jobs_taskflow", day], env=env, check=True,
+                   capture_output=True, text=True, timeout=300)
+    namespace = "redis://" + jobs_env.url.split("://", 1)[1].split("?")[0]
+    events = []
+    deadline = time.monotonic() + 30  # the provider may emit from a process or thread of its own
+    while time.monotonic() < deadline:
+        lines = events_file.read_text().splitlines() if events_file.exists() else []
+        events = [json.loads(line) for line in lines if line.strip()]
+        kinds = {e["eventType"] for e in events if e["job"]["name"].endswith(".report")}
+        if {"START", "COMPLETE"} <= kinds:
+            break
+        time.sleep(0.5)
+    report = {e["eventType"]: e for e in events if e["job"]["name"].endswith(".report")}
+    assert {"START", "COMPLETE"} <= set(report), [(e["eventType"], e["job"]["name"]) for e in events]
+    for kind in ("START", "COMPLETE"):
+        assert [(d["namespace"], d["name"]) for d in report[kind]["inputs"]] == [
+            (namespace, f"{jobs_env.prefix}raw.events.{day}")]
+        assert [(d["namespace"], d["name"]) for d in report[kind]["outputs"]] == [
+            (namespace, f"{jobs_env.prefix}report.{day}")]
+
+
 # -- secrets and hostile text --------------------------------------------------------------------
 
 PASSWORD = "Sup3r/S3cret"  # an unencoded / makes the URL unparseable by urllib
