@@ -437,7 +437,12 @@ def test_example_dag_parses():
 def test_provider_is_listed_and_task_jobs_resolves():
     listing = subprocess.run([sys.executable, "-m", "airflow", "providers", "list", "--output", "json"],
                              capture_output=True, text=True, check=True, timeout=120).stdout
-    assert "jobs-core" in [p["package_name"] for p in json.loads(listing)]
+    (ours,) = [p for p in json.loads(listing) if p["package_name"] == "jobs-core"]
+    assert "jobs-core" in ours["description"] and "jobscore" not in ours["description"]  # Airflow strips "_"
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.providers_manager import ProvidersManager
+
+        assert ProvidersManager().providers["jobs-core"].data["documentation-url"].startswith("https://")
     if AIRFLOW_V_3_0_PLUS:
         from airflow.sdk import task
     else:
