@@ -780,6 +780,8 @@ def test_a_dags_tasks_share_a_limit_with_cron_jobs(jobs_env):
     runs.sort()
     assert len(runs) == 6 and all(a[1] <= b[0] for a, b in zip(runs, runs[1:])), runs  # never two at once
     assert c.limits(["warehouse"])[0].used == 0
+    # jobs_output_ttl (a timedelta on the wrapped operator) and output_ttl (seconds on @task.jobs)
+    assert 3500 < c.output_info(f"wh.a.{day}").ttl <= 3600 and 500 < c.output_info(f"wh.b.{day}").ttl <= 600
 
 
 def test_a_limit_not_set_fails_the_task_at_once_with_a_clear_error(jobs_env):
@@ -884,6 +886,41 @@ def test_a_deferred_lock_wait_fails_at_jobs_wait_naming_the_blockers(jobs_env):
     context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
     with pytest.raises(JobsLockUnavailable, match="jobs_wait=.*cron-holding-on"):
         JobsLock([], ["x"], deferrable=True).after_wait(None, context, outcome)
+
+
+def test_a_lock_wait_failed_by_airflow_fails_with_airflows_error(jobs_env):
+    """Airflow resumes a deferred task with __fail__ when its trigger failed or timed out: a lock wait
+    holds no locks, so the task fails with Airflow's error, not with a claim of lost locks."""
+    from jobs_airflow.operators import JobsLockLost
+
+    task = with_jobs_lock(BaseOperator)(task_id="t", jobs_outputs=["x"], jobs_redis_url=jobs_env.url,
+                                        jobs_prefix=jobs_env.prefix)
+    context = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
+    with pytest.raises(Exception, match="the trigger broke") as err:
+        task.resume_execution("__fail__", {"error": "the trigger broke"}, context)
+    assert not isinstance(err.value, JobsLockLost) and type(err.value).__name__ == "TaskDeferralError"
+    assert no_locks(jobs_env.coordinator, "x")
+
+
+def test_the_triggerer_loads_and_makes_jobs_triggers_without_jobs_core_or_redis():
+    """The triggerer imports a trigger's module and makes the trigger on its event loop: neither loads
+    jobs_core or redis-py (a tenth of a second), which load in a worker thread once the trigger runs."""
+    code = """if True:
+        import sys, time
+        import airflow.jobs.triggerer_job_runner  # what a triggerer has loaded
+        began = time.perf_counter()
+        from jobs_airflow import triggers
+        triggers.JobsInputTrigger(inputs=["a"], redis_url="redis://h/0", poll_interval=5, deadline=1e10)
+        triggers.JobsLockWaitTrigger(inputs=[], outputs=["b"], deadline=1e10, limits={"w": 1})
+        triggers.JobsLockedTrigger("jobs_test_support.LockProbeTrigger", {"name": "c"}, "job", 1)
+        took = time.perf_counter() - began
+        assert "jobs_core" not in sys.modules and "redis" not in sys.modules, "loaded"
+        print(took)
+    """
+    env = {**os.environ, "PYTHONPATH": str(jobs_test_env.DAGS), "PYTHONWARNINGS": "ignore"}
+    took = float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True,
+                                timeout=120).stdout.split()[-1])
+    assert took < 0.2  # the triggerer's blocked-loop warning threshold
 
 
 # -- the extra link to the web view -----------------------------------------------------------------

@@ -19,11 +19,12 @@ import jobs_core
 from . import arguments
 from .locks import DEFAULT_DURATION, DEFAULT_WAIT, Execution, JobsLock
 from .operators import with_jobs_lock
-from .version_compat import PythonDecoratedOperator, ResolveMixin, get_current_context, task_decorator_factory
+from .version_compat import ResolveMixin, get_current_context, taskflow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The operator behind ``@task.jobs``: ``@task``'s, holding jobs_core locks.
+PythonDecoratedOperator, task_decorator_factory = taskflow()
 JobsPythonDecoratedOperator = with_jobs_lock(PythonDecoratedOperator)
 JobsPythonDecoratedOperator.custom_operator_name = "@task.jobs"
 

@@ -512,11 +512,20 @@ class JobsLock:
         return self.run(job, call, task=task, context=context, execution=execution)
 
     def resume_execution(self, task: Any, context: Any, state: dict[str, Any], call: Callable[[], Any],
-                         execution: Execution) -> Any:
-        """Adopt the parked start's locks, then :meth:`run` ``call``."""
+                         execution: Execution, trigger_failed: bool = False) -> Any:
+        """Adopt the parked start's locks, then :meth:`run` ``call``.
+
+        ``trigger_failed``: Airflow resumes the task to fail it (its trigger failed or timed out);
+        if no start of this try holds locks (a deferred lock wait holds none), ``call`` raises
+        Airflow's own error.
+        """
         try:
             job = self.resume(context, state)
         except _EndedInTrigger as ended:
             log.info("jobs_core: %s was already ended by its trigger; nothing left to run", printable(ended))
             return None
+        except JobsLockLost:
+            if trigger_failed and not state:
+                return call()
+            raise
         return self.run(job, call, task=task, context=context, execution=execution)

@@ -191,7 +191,8 @@ def with_jobs_lock(operator_class: OperatorClass) -> OperatorClass:
             state = next_kwargs.pop(STATE_KEY, None) or {}
             resume = super().resume_execution
             return _lock(self).resume_execution(self, context, state,
-                                                lambda: resume(next_method, next_kwargs, context), _execution(self))
+                                                lambda: resume(next_method, next_kwargs, context), _execution(self),
+                                                trigger_failed=next_method == "__fail__")
 
         # OpenLineage (apache-airflow-providers-openlineage): the jobs_core names as datasets,
         # beside what the wrapped operator reports (jobs_airflow.lineage)

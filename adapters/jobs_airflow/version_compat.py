@@ -9,7 +9,7 @@ and ``DagRunTriggerException`` exist from Airflow 3; ``Asset`` too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
@@ -20,7 +20,6 @@ _BASE_VERSION = Version(Version(AIRFLOW_VERSION).base_version)
 AIRFLOW_V_3_0_PLUS = _BASE_VERSION >= Version("3.0.0")
 
 if AIRFLOW_V_3_0_PLUS:
-    from airflow.providers.standard.decorators.python import _PythonDecoratedOperator as PythonDecoratedOperator
     from airflow.sdk import (
         Asset,
         AssetWatcher,
@@ -30,7 +29,6 @@ if AIRFLOW_V_3_0_PLUS:
         BaseSensorOperator,
         get_current_context,
     )
-    from airflow.sdk.bases.decorator import task_decorator_factory
     from airflow.sdk.configuration import conf
     from airflow.sdk.definitions._internal.mixins import ResolveMixin
     from airflow.sdk.exceptions import (
@@ -58,8 +56,6 @@ if AIRFLOW_V_3_0_PLUS:
         TaskAwaitingInput = None
 else:
     from airflow.configuration import conf
-    from airflow.decorators.base import task_decorator_factory
-    from airflow.decorators.python import _PythonDecoratedOperator as PythonDecoratedOperator
     from airflow.exceptions import (
         AirflowException,
         AirflowFailException,
@@ -80,6 +76,22 @@ else:
     BaseEventTrigger = None
     TaskAwaitingInput = DagRunTriggerException = DownstreamTasksSkipped = None
 
+
+
+def taskflow() -> tuple[type, Callable[..., Any]]:
+    """``@task``'s operator class and ``task_decorator_factory``, for ``@task.jobs``.
+
+    Imported when asked (by :mod:`jobs_airflow.decorators`), not with this module: Airflow 2's
+    ``airflow.decorators`` takes a tenth of a second to import, too long for the triggerer's
+    event loop, which imports :mod:`jobs_airflow.triggers` (and so this module).
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
+        from airflow.sdk.bases.decorator import task_decorator_factory
+    else:
+        from airflow.decorators.base import task_decorator_factory
+        from airflow.decorators.python import _PythonDecoratedOperator
+    return _PythonDecoratedOperator, task_decorator_factory
 
 
 def succeeds_by_raising(exc: BaseException) -> bool:
@@ -173,8 +185,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS", "AIRFLOW_VERSION", "AirflowException", "AirflowFailException", "AirflowNotFoundException",
     "AirflowSensorTimeout", "AirflowTaskTerminated", "Asset", "AssetWatcher", "BaseEventTrigger", "BaseHook",
     "BaseOperator", "BaseOperatorLink", "BaseSensorOperator", "BaseTaskEndEvent", "BaseTrigger",
-    "DagRunTriggerException", "DownstreamTasksSkipped", "PARKING_SIGNALS", "PythonDecoratedOperator", "ResolveMixin",
+    "DagRunTriggerException", "DownstreamTasksSkipped", "PARKING_SIGNALS", "ResolveMixin",
     "TaskAwaitingInput", "TaskDeferred", "TaskFailedEvent", "TriggerEvent", "aget_connection", "conf",
-    "default_deferrable", "get_current_context", "push_return_value", "render_name", "succeeds_by_raising",
-    "task_decorator_factory",
+    "default_deferrable", "get_current_context", "push_return_value", "render_name", "succeeds_by_raising", "taskflow",
 ]

@@ -7,7 +7,7 @@ jobs_test_support.record.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from jobs_airflow.operators import job_id_for, with_jobs_lock
 from jobs_airflow.version_compat import AIRFLOW_V_3_0_PLUS, get_current_context
@@ -36,10 +36,11 @@ def load(what: str) -> None:
 # every task of this DAG takes a slot of the namespace's "warehouse" limit, shared with cron jobs
 with DAG("jobs_limits_shared", schedule=None, start_date=START, catchup=False,
          default_args={"retries": 0, "jobs_limits": {"warehouse": 1}, "jobs_wait": 30}):
+    # (their outputs also get a time to live)
     with_jobs_lock(PythonOperator)(task_id="load_a", python_callable=load, op_args=["load_a"],
-                                   jobs_outputs=["wh.a.{{ ds }}"])
+                                   jobs_outputs=["wh.a.{{ ds }}"], jobs_output_ttl=timedelta(hours=1))
 
-    @task.jobs(outputs=["wh.b.{{ ds }}"])
+    @task.jobs(outputs=["wh.b.{{ ds }}"], output_ttl=600)
     def load_b():
         load("load_b")
 
