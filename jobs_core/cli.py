@@ -250,7 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between refreshes (default: 2)")
     p.add_argument("--iterations", type=_count, metavar="N", help="stop after N views (default: until Ctrl-C)")
+
+    p = command("serve", "a live web view of the namespace, with a JSON API and Prometheus /metrics",
+                "Serve a page showing running and waiting jobs, names and lineage, updated live, plus the JSON "
+                "documents of status, show, why-blocked and lineage under /api/ and Prometheus metrics at "
+                "/metrics. Read-only unless --allow-repairs; loopback only unless --allow-remote. Needs the "
+                "web extra: pip install 'jobs-core[web]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8765, help="port to listen on (default: 8765)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow an address other than loopback (anyone reaching it can read the namespace)")
+    p.add_argument("--allow-repairs", action="store_true",
+                   help="offer unlock and create on the page (confirmed, logged with the asking address)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0 to 65535")
+    return value
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -483,9 +505,9 @@ def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
     if args.name is None and (args.direction or args.depth):
         raise CliError("--upstream, --downstream and --depth need a NAME to start from", USAGE)
     inputs, outputs = c.edges(before=args.before, after=args.after)
-    graph = lineage.build(inputs, outputs, after=args.after, before=args.before)
+    graph = lineage.query(inputs, outputs, args.name, args.direction, args.depth, after=args.after,
+                          before=args.before)
     if args.name is not None:
-        graph = lineage.traverse(graph, args.name, args.direction or lineage.BOTH, args.depth)
         if not graph.roots:
             bounds = " in that time range" if args.after is not None or args.before is not None else ""
             folded = f" (looked up as {printable(graph.start or '')})" if graph.start != args.name else ""
@@ -518,10 +540,28 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         return OK
 
 
+def cmd_serve(args: argparse.Namespace, c: Coordinator) -> int:
+    try:
+        from .web.security import check_bind
+        from .web.serve import serve
+    except ImportError as exc:
+        raise CliError(f"the web view needs the web extra ({exc.name} is missing): pip install 'jobs-core[web]'",
+                       USAGE) from None
+    refused = check_bind(args.host, args.allow_remote)
+    if refused:
+        raise CliError(refused, USAGE)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    err(f"jobs-core: serving prefix {c.prefix!r} of {printable(hide_password(args.url))} on "
+        f"http://{shown}:{args.port}/ ({'repairs allowed' if args.allow_repairs else 'read-only'}); Ctrl-C to stop")
+    serve(args.url, c.prefix, args.host, args.port, allow_remote=args.allow_remote,
+          allow_repairs=args.allow_repairs)
+    return OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
     "status": cmd_status, "show": cmd_show, "why-blocked": cmd_why_blocked, "start": cmd_start,
     "refresh": cmd_refresh, "stop": cmd_stop, "unlock": cmd_unlock, "create": cmd_create,
-    "lineage": cmd_lineage, "watch": cmd_watch,
+    "lineage": cmd_lineage, "watch": cmd_watch, "serve": cmd_serve,
 }
 
 

@@ -242,6 +242,23 @@ def traverse(graph: Lineage, name: str, direction: str = BOTH, depth: int | None
                     after=graph.after, before=graph.before)
 
 
+def query(input_edges: Iterable[str], output_edges: Iterable[str], name: str | None = None,
+          direction: str | None = None, depth: int | None = None, after: Any = None, before: Any = None) -> Lineage:
+    """What ``jobs-core lineage`` and the web view show: the graph of the edges (:func:`build`), or, with
+    ``name``, what lies around it (:func:`traverse`; ``direction`` defaults to both). A name not in the
+    graph gives a lineage without roots.
+
+    Raises:
+        InvalidArgument: a direction or depth without a name, an unknown direction, or a depth below 1.
+    """
+    graph = build(input_edges, output_edges, after=after, before=before)
+    if name is None:
+        if direction is not None or depth is not None:
+            raise InvalidArgument("a direction or depth needs a name to start from")
+        return graph
+    return traverse(graph, name, direction or BOTH, depth)
+
+
 # -- rendering -----------------------------------------------------------------------------------
 
 def to_text(lineage: Lineage) -> str:

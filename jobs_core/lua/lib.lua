@@ -260,7 +260,7 @@ local function take(r, lease_ms)
     -- the holder record first: a key of another type there (garbage) must not fail the script
     -- after it took locks
     local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
-        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0'}
+        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
     if #r.lims > 0 then
         -- the limits it holds slots of, for a stop from another process (jobs-core stop)
         holder[#holder + 1] = 'limits'
