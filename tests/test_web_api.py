@@ -1,0 +1,304 @@
+"""The web view's API with a real uvicorn server on real Redis: documents, live updates, metrics, security."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+
+import jobs_core  # noqa: E402
+from jobs_core import cli  # noqa: E402
+
+from .servers import RedisServer  # noqa: E402
+from .web_server import WebServer, first, running_ids, snapshots  # noqa: E402
+
+HOSTILE = ["<script>alert(1)</script>", "quote\"'`", "new\nline", "rtl\u202eevil", "ansi\x1b[31mred", "tab\there"]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    s = RedisServer().start()
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def web(server: RedisServer, prefix: str) -> Iterator[WebServer]:
+    w = WebServer(server.url, prefix).start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def c(server: RedisServer, prefix: str) -> Iterator[jobs_core.Coordinator]:
+    coordinator = jobs_core.Coordinator.from_url(server.url, prefix)
+    yield coordinator
+    coordinator.close()
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], url: str, prefix: str, *args: str) -> Any:
+    capsys.readouterr()
+    cli.main(["--url", url, "--prefix", prefix, *args])
+    return json.loads(capsys.readouterr().out)
+
+
+def without_times(doc: Any, drop: tuple[str, ...] = ("server_time", "left")) -> Any:
+    """``doc`` without the fields that depend on when it was read."""
+    if isinstance(doc, dict):
+        return {k: without_times(v, drop) for k, v in doc.items() if k not in drop}
+    if isinstance(doc, list):
+        return [without_times(v, drop) for v in doc]
+    return doc
+
+
+def test_api_documents_are_the_commands(web: WebServer, c: jobs_core.Coordinator, server: RedisServer, prefix: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    c.create_outputs(["raw.1"])
+    job = c.job(["raw.1"], ["clean.1"], duration=30, lineage_name="etl/clean", heartbeat=False).start()
+    with web.client() as http:
+        time.sleep(0.3)  # the shared reader's snapshot may predate the start: /api/status reads again after 0.2s
+        status = http.get("/api/status").json()
+        assert without_times(status) == without_times(cli_json(capsys, server.url, prefix, "status", "--json"))
+        assert status["version"] == 1 and status["running"][0]["lineage"] == "etl/clean"
+        show = http.get("/api/show/raw.1").json()
+        assert without_times(show) == without_times(cli_json(capsys, server.url, prefix, "show", "raw.1", "--json"))
+        why = http.get("/api/why-blocked", params={"output": "clean.1"}).json()
+        lock_times = ("server_time", "left", "expires", "until")  # from the lock's PTTL at the read
+        assert without_times(why, lock_times) == without_times(
+            cli_json(capsys, server.url, prefix, "why-blocked", "-o", "clean.1", "--json"), lock_times)
+        assert why["blockers"][0]["holder"]["job_id"] == job.id
+        graph = http.get("/api/lineage", params={"name": "raw.1", "depth": "1"}).json()
+        assert graph == cli_json(capsys, server.url, prefix, "lineage", "raw.1", "--depth", "1", "--format", "json")
+        assert {n["name"] for n in graph["nodes"]} == {"raw.*", "etl/clean"}
+        # bad input: a clear error, nothing read
+        assert http.get("/api/why-blocked").status_code == 400
+        assert http.get("/api/lineage", params={"name": "nowhere"}).status_code == 404
+        assert http.get("/api/lineage", params={"name": "raw.1", "depth": "zero"}).status_code == 400
+        assert http.get("/api/show/olock:x").status_code == 400
+    job.stop()
+
+
+def test_a_start_and_its_release_reach_every_browser_within_a_second(web: WebServer, c: jobs_core.Coordinator
+                                                                       ) -> None:
+    with web.client() as one, web.client() as two:
+        streams = [snapshots(one), snapshots(two)]
+        for s in streams:
+            assert next(s)["ok"]
+        job = c.job([], ["out"], duration=30).start()  # a start publishes nothing: the probe sees it
+        for s in streams:
+            assert first(s, lambda d: job.id in running_ids(d), 5) < 1.0
+        job.stop()  # a stop publishes: the reader is woken
+        for s in streams:
+            assert first(s, lambda d: job.id not in running_ids(d), 5) < 1.0
+
+
+def test_a_waiting_job_shows_its_blocker_and_place_in_line(web: WebServer, c: jobs_core.Coordinator,
+                                                           make_waiters: Any) -> None:
+    holder = c.job([], ["dim"], duration=30).start()
+    make_waiters(["first-waiter", "second-waiter"], ["dim"])
+    with web.client() as http:
+        stream = snapshots(http)
+        first(stream, lambda d: len(d["status"]["waiting"]) == 2, 10)
+        doc = http.get("/api/status").json()  # the same waiting jobs as the snapshot's
+        assert {w["job_id"] for w in doc["waiting"]} == {"first-waiter", "second-waiter"}
+        snap = web.reader.latest.document
+        detail = dict(zip((w["job_id"] for w in snap["status"]["waiting"]), snap["waiting_detail"]))
+        assert detail["first-waiter"]["lines"]["dim"] == {"place": 1, "of": 2, "first": "first-waiter",
+                                                          "writes": True}
+        assert detail["second-waiter"]["lines"]["dim"]["place"] == 2
+        blocker = detail["first-waiter"]["blockers"][0]
+        assert (blocker["reason"], blocker["name"], blocker["holder"]["job_id"]) == ("output_locked", "dim",
+                                                                                     holder.id)
+    holder.stop()
+
+
+@pytest.fixture
+def make_waiters(server: RedisServer, prefix: str) -> Iterator[Any]:
+    """Start jobs that wait (each in a thread of its own, one after the other so their order is known)."""
+    threads: list[threading.Thread] = []
+    coordinators: list[jobs_core.Coordinator] = []
+
+    def make(ids: list[str], outputs: list[str]) -> None:
+        for job_id in ids:
+            coordinator = jobs_core.Coordinator.from_url(server.url, prefix)
+            coordinators.append(coordinator)
+            job = coordinator.job([], outputs, duration=30, wait=20, job_id=job_id)
+
+            def run(job: Any = job) -> None:
+                try:
+                    job.start()
+                    job.stop()
+                except jobs_core.JobsError:
+                    pass
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            threads.append(t)
+            deadline = time.monotonic() + 5
+            while job_id not in {w.job_id for w in coordinator.waiting_jobs()}:
+                assert time.monotonic() < deadline, f"{job_id} did not begin to wait"
+                time.sleep(0.02)
+
+    yield make
+    for coordinator in coordinators:
+        coordinator.close()
+    for t in threads:
+        t.join(25)
+
+
+def test_metrics(web: WebServer, c: jobs_core.Coordinator, prefix: str) -> None:
+    job = c.job([], ["m"], duration=30).start()
+    time.sleep(0.3)
+    with web.client() as http:
+        text = http.get("/metrics").text
+    labels = '{prefix="' + prefix + '"}'
+    assert f"jobs_core_running_jobs{labels} 1.0" in text
+    assert f"jobs_core_waiting_jobs{labels} 0.0" in text
+    assert f"jobs_core_redis_up{labels} 1.0" in text
+    lease = float(text.split(f"jobs_core_lease_left_seconds{labels} ")[1].split()[0])
+    assert 25 < lease <= 30
+    assert job.id not in text  # labelled by prefix only
+    job.stop()
+
+
+def jobspy_job(c: jobs_core.Coordinator, job_id: str, inputs: list[str], outputs: list[str], lease: float = 30
+               ) -> None:
+    """A running job as a jobs.py client records it: jobs.py accepts any text as a name or job id."""
+    now = c.server_time()
+    c.client.zadd(c.keys.running, {job_id: now + lease})
+    c.client.set(c.keys.job(job_id), json.dumps([*inputs, "", *outputs]), px=int(lease * 1000))
+
+
+def test_hostile_names_stay_data(web: WebServer, c: jobs_core.Coordinator) -> None:
+    for n in HOSTILE:
+        jobspy_job(c, f"job {n}", [f"in {n}"], [f"out {n}"])
+    time.sleep(0.3)
+    with web.client() as http:
+        raw = http.get("/api/status").text
+        stream = snapshots(http)
+        doc = next(stream)
+    assert "\x1b" not in raw and "\u202e" not in raw and "\n" not in raw  # escaped in the JSON text
+    assert "\\u001b" in raw and "\\u202e" in raw
+    assert {f"job {n}" for n in HOSTILE} <= running_ids(doc)  # and exact once parsed
+
+
+def test_security_headers_and_host_check(web: WebServer) -> None:
+    with web.client() as http:
+        page = http.get("/")
+        assert page.status_code == 200 and "static/app.js" in page.text
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert http.get("/", headers={"Host": "evil.example:8765"}).status_code == 421  # DNS rebinding
+        assert http.get("/", headers={"Host": "localhost:1234"}).status_code == 200
+        assert http.get("/static/app.js").status_code == 200
+        assert http.post("/api/unlock", json={"outputs": ["x"]}).status_code == 403  # read-only
+
+
+def test_repairs_need_the_flag_the_token_and_the_same_origin(server: RedisServer, prefix: str,
+                                                             c: jobs_core.Coordinator,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    web = WebServer(server.url, prefix, allow_repairs=True).start()
+    try:
+        holder = c.job([], ["locked"], duration=30).start()
+        with web.client() as http:
+            config = http.get("/api/config").json()
+            token = {config["repair_header"]: config["repair_token"]}
+            body = {"outputs": ["locked"], "shown": {"locked": {"write_lock": holder.id, "readers": []}}}
+            assert http.post("/api/unlock", json=body).status_code == 403  # no token: a cross-site form
+            assert http.post("/api/unlock", json=body, headers={**token, "Origin": "http://evil.example"}
+                             ).status_code == 403
+            assert http.post("/api/unlock", content=json.dumps(body), headers={
+                **token, "Content-Type": "text/plain"}).status_code == 403
+            assert c.output_info("locked").write_lock is not None  # none of them changed anything
+            stale = {"outputs": ["locked"], "shown": {"locked": {"write_lock": "someone-else", "readers": []}}}
+            assert http.post("/api/unlock", json=stale, headers=token).status_code == 409
+            assert http.get("/api/unlock").status_code == 405  # POST only
+            with caplog.at_level(logging.WARNING, logger="jobs_core.web"):
+                reply = http.post("/api/unlock", json=body, headers={**token, "Origin": web.base})
+            assert reply.status_code == 200, reply.text
+            assert c.output_info("locked").write_lock is None
+            assert any("unlock asked from the web view by 127.0.0.1:" in r.getMessage() for r in caplog.records)
+            made = {"outputs": ["made"], "shown": {"made": {"writer": None, "write_lock": None}}}
+            assert http.post("/api/create", json=made, headers=token).status_code == 200
+            assert c.output_info("made").written
+    finally:
+        web.stop()
+
+
+def test_no_password_reaches_the_page_the_api_or_the_logs(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cret-Pa55"
+    s = RedisServer("--user", "viewer", "on", f">{secret}", "~*", "&*", "+@all").start()
+    url = f"redis://viewer:{secret}@127.0.0.1:{s.port}/0"
+    try:
+        with caplog.at_level(logging.DEBUG):
+            web = WebServer(url, prefix).start()
+            try:
+                with web.client() as http:
+                    texts = [http.get(p).text for p in ("/", "/api/config", "/api/status", "/metrics")]
+                    texts.append(json.dumps(next(snapshots(http))))
+                    assert "viewer:***@" in http.get("/api/config").json()["where"]
+                s.stop()
+                deadline = time.monotonic() + 10
+                while web.reader.latest.document["ok"]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                texts.append(json.dumps(web.reader.latest.document))  # the outage message
+            finally:
+                web.stop()
+        texts += [r.getMessage() for r in caplog.records]
+        assert not [t for t in texts if secret in t]
+    finally:
+        s.cleanup()
+
+
+def test_redis_down_then_back(prefix: str) -> None:
+    s = RedisServer().start()
+    web = WebServer(s.url, prefix).start()
+    try:
+        with web.client() as http:
+            stream = snapshots(http)
+            assert next(stream)["ok"]
+            s.stop()
+            first(stream, lambda d: not d["ok"] and "cannot read Redis" in d["error"], 10)
+            assert http.get("/api/status").status_code == 503
+            assert 'jobs_core_redis_up{prefix="' + prefix + '"} 0.0' in http.get("/metrics").text
+            s.start()
+            assert first(stream, lambda d: d["ok"], 10) < 5
+    finally:
+        web.stop()
+        s.cleanup()
+
+
+def test_one_reader_however_many_watch(web: WebServer, c: jobs_core.Coordinator) -> None:
+    """Ten browsers and a busy namespace: the shared reader reads at most once per min_interval."""
+    with web.client() as http:
+        streams = [snapshots(http) for _ in range(10)]
+        for s in streams:
+            next(s)
+        reads = web.reader.reads
+        began = time.monotonic()
+        for _ in range(30):
+            c.job([], ["busy"], duration=30).start().stop()  # each stop publishes
+            time.sleep(0.02)
+        for s in streams:
+            next(s)
+        elapsed = time.monotonic() - began
+    assert web.reader.reads - reads <= elapsed / 0.2 + 2
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "::"])
+def test_serve_refuses_a_remote_address_without_allow_remote(host: str, server: RedisServer) -> None:
+    proc = subprocess.run([sys.executable, "-m", "jobs_core", "--url", server.url, "serve", "--host", host],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == cli.USAGE
+    assert "not a loopback address" in proc.stderr and "--allow-remote" in proc.stderr

@@ -1,0 +1,78 @@
+"""The web view served for real in the tests: uvicorn on a free port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import uvicorn
+
+from jobs_core.web import create_app
+
+from .servers import free_port
+
+
+class WebServer:
+    """``create_app(url, prefix, **options)`` served by uvicorn at :attr:`base` until :meth:`stop`."""
+
+    def __init__(self, url: str, prefix: str, **options: Any) -> None:
+        options.setdefault("min_interval", 0.2)  # short, so tests do not wait; the default is 1s
+        self.app = create_app(url, prefix, **options)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="none",
+                                lifespan="on", timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="web-view", daemon=True)
+
+    @property
+    def reader(self) -> Any:
+        return self.app.state.web.reader
+
+    def start(self) -> WebServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the web view did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=10)
+
+
+def snapshots(client: httpx.Client) -> Iterator[dict[str, Any]]:
+    """The snapshot documents ``/events`` sends, as they come."""
+    with client.stream("GET", "/events", timeout=httpx.Timeout(10, read=20)) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "snapshot":
+                yield json.loads(line[6:])
+
+
+def first(stream: Iterator[dict[str, Any]], test: Callable[[dict[str, Any]], bool], timeout: float) -> float:
+    """Seconds until a snapshot of ``stream`` passes ``test``; fails after ``timeout``."""
+    began = time.monotonic()
+    for doc in stream:
+        if test(doc):
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            break
+    raise AssertionError(f"no snapshot passed the test within {timeout}s")
+
+
+def running_ids(doc: dict[str, Any]) -> set[str]:
+    return {j["job_id"] for j in doc["status"]["running"]}
