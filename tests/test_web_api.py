@@ -6,7 +6,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,7 @@ import jobs_core  # noqa: E402
 from jobs_core import cli  # noqa: E402
 
 from .servers import RedisServer  # noqa: E402
-from .web_server import WebServer, first, running_ids, snapshots  # noqa: E402
+from .web_server import Waiters, WebServer, first, running_ids, snapshots  # noqa: E402
 
 HOSTILE = ["<script>alert(1)</script>", "quote\"'`", "new\nline", "rtl\u202eevil", "ansi\x1b[31mred", "tab\there"]
 
@@ -123,36 +122,9 @@ def test_a_waiting_job_shows_its_blocker_and_place_in_line(web: WebServer, c: jo
 
 @pytest.fixture
 def make_waiters(server: RedisServer, prefix: str) -> Iterator[Any]:
-    """Start jobs that wait (each in a thread of its own, one after the other so their order is known)."""
-    threads: list[threading.Thread] = []
-    coordinators: list[jobs_core.Coordinator] = []
-
-    def make(ids: list[str], outputs: list[str]) -> None:
-        for job_id in ids:
-            coordinator = jobs_core.Coordinator.from_url(server.url, prefix)
-            coordinators.append(coordinator)
-            job = coordinator.job([], outputs, duration=30, wait=20, job_id=job_id)
-
-            def run(job: Any = job) -> None:
-                try:
-                    job.start()
-                    job.stop()
-                except jobs_core.JobsError:
-                    pass
-
-            t = threading.Thread(target=run, daemon=True)
-            t.start()
-            threads.append(t)
-            deadline = time.monotonic() + 5
-            while job_id not in {w.job_id for w in coordinator.waiting_jobs()}:
-                assert time.monotonic() < deadline, f"{job_id} did not begin to wait"
-                time.sleep(0.02)
-
-    yield make
-    for coordinator in coordinators:
-        coordinator.close()
-    for t in threads:
-        t.join(25)
+    waiters = Waiters(server.url, prefix)
+    yield waiters.start
+    waiters.close()
 
 
 def test_metrics(web: WebServer, c: jobs_core.Coordinator, prefix: str) -> None:

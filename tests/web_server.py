@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+import jobs_core
 from jobs_core.web import create_app
 
 from .servers import free_port
@@ -76,3 +77,40 @@ def first(stream: Iterator[dict[str, Any]], test: Callable[[dict[str, Any]], boo
 
 def running_ids(doc: dict[str, Any]) -> set[str]:
     return {j["job_id"] for j in doc["status"]["running"]}
+
+
+class Waiters:
+    """Jobs that wait, each started in a thread of its own, one after the other (so their order in
+    line is known); :meth:`close` ends them."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url, self.prefix = url, prefix
+        self.threads: list[threading.Thread] = []
+        self.coordinators: list[jobs_core.Coordinator] = []
+
+    def start(self, ids: list[str], outputs: list[str], inputs: tuple[str, ...] = (), wait: float = 20) -> None:
+        for job_id in ids:
+            coordinator = jobs_core.Coordinator.from_url(self.url, self.prefix)
+            self.coordinators.append(coordinator)
+            job = coordinator.job(inputs, outputs, duration=30, wait=wait, job_id=job_id)
+
+            def run(job: Any = job) -> None:
+                try:
+                    job.start()
+                    job.stop()
+                except jobs_core.JobsError:
+                    pass
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            self.threads.append(t)
+            deadline = time.monotonic() + 5
+            while job_id not in {w.job_id for w in coordinator.waiting_jobs()}:
+                assert time.monotonic() < deadline, f"{job_id} did not begin to wait"
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        for coordinator in self.coordinators:
+            coordinator.close()  # ends their waits
+        for t in self.threads:
+            t.join(25)

@@ -17,6 +17,8 @@ from importlib.resources import files
 from typing import Any
 
 import redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -64,7 +66,9 @@ class State:
     def __init__(self, url: str, prefix: str, allow_repairs: bool, **reader_options: Any) -> None:
         self.url = url
         self.where = hide_password(url)
-        self.coordinator = AsyncCoordinator.from_url(url, prefix)
+        # a page says at once that Redis is down: one quick retry, not the client's default backoff of seconds
+        self.coordinator = AsyncCoordinator.from_url(url, prefix, socket_timeout=5.0, socket_connect_timeout=3.0,
+                                                     retry=Retry(ConstantBackoff(0.1), 1))
         self.reader = SharedReader(self.coordinator, url, **reader_options)
         self.metrics = Metrics()
         self.allow_repairs = allow_repairs
@@ -124,7 +128,11 @@ async def status(request: Request) -> Response:
 
 
 async def show(request: Request) -> Response:
-    info = await _state(request).coordinator.output_info(request.path_params["name"])
+    # /api/show/NAME, or /api/show?name=NAME (the page's form: a path cannot carry every character)
+    name = request.path_params.get("name", request.query_params.get("name"))
+    if name is None:
+        raise WebError("give the name: /api/show/NAME or /api/show?name=NAME", 400)
+    info = await _state(request).coordinator.output_info(name)
     return _json(fmt.info_json(info))
 
 
@@ -312,6 +320,7 @@ def create_app(url: str, prefix: str = "", *, allow_repairs: bool = False, allow
         Route("/", index),
         Route("/api/config", _handle(config)),
         Route("/api/status", _handle(status)),
+        Route("/api/show", _handle(show)),
         Route("/api/show/{name:path}", _handle(show)),
         Route("/api/why-blocked", _handle(why_blocked)),
         Route("/api/lineage", _handle(lineage_view)),

@@ -217,9 +217,15 @@ function connect() {
 // -- the name panel --------------------------------------------------------------------------
 
 async function getJSON(path) {
-  const response = await fetch(path, {headers: {"Accept": "application/json"}});
-  const doc = await response.json();
-  return {ok: response.ok, status: response.status, doc};
+  try {
+    const response = await fetch(path, {headers: {"Accept": "application/json"}});
+    const type = response.headers.get("content-type") || "";
+    const doc = type.startsWith("application/json") ? await response.json()
+      : {error: "the server answered " + response.status + " " + response.statusText};
+    return {ok: response.ok, status: response.status, doc};
+  } catch (error) {
+    return {ok: false, status: 0, doc: {error: "the server cannot be reached: " + error}};
+  }
 }
 
 function openName(name) {
@@ -232,7 +238,7 @@ function openName(name) {
 async function showName(name) {
   const panel = document.getElementById("show-panel");
   panel.replaceChildren(el("p", {class: "muted"}, "reading " + printable(name) + "…"));
-  const {ok, doc} = await getJSON("api/show/" + encodeURIComponent(name).replace(/%2F/g, "/"));
+  const {ok, doc} = await getJSON("api/show?" + new URLSearchParams({name}).toString());
   if (!ok) {
     panel.replaceChildren(el("p", {class: "error"}, doc.error));
     return;
@@ -372,7 +378,7 @@ function layers(doc) {
 
 function graphSvg(doc) {
   const {layer, key} = layers(doc);
-  const W = 210, H = 30, GX = 80, GY = 16, PAD = 16;
+  const W = 180, H = 30, GX = 56, GY = 14, PAD = 16;
   const values = [...layer.values()];
   const low = Math.min(0, ...values), high = Math.max(0, ...values);
   const columns = new Map();
@@ -437,7 +443,7 @@ function graphSvg(doc) {
     text.setAttribute("x", 8);
     text.setAttribute("y", H / 2 + 4);
     const label = printable(n.name);
-    text.textContent = label.length > 27 ? label.slice(0, 26) + "…" : label;
+    text.textContent = label.length > 23 ? label.slice(0, 22) + "…" : label;
     g.append(title, rect, text);
     g.addEventListener("click", () => {
       if (n.kind === "data") openName(n.name); else drawLineage(n.name);
