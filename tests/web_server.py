@@ -44,6 +44,7 @@ class WebServer:
         return self
 
     def stop(self) -> None:
+        self.app.state.web.closing.set()  # as jobs-core serve does on Ctrl-C: the /events streams end
         self.server.should_exit = True
         self.thread.join(10)
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import Any
@@ -41,6 +42,8 @@ log = logging.getLogger("jobs_core.web")
 
 #: Seconds between two keep-alive comments on an idle ``/events`` stream.
 KEEPALIVE = 15.0
+#: Seconds between two looks of an idle ``/events`` stream at whether the server is stopping.
+CLOSING_CHECK = 0.5
 _STATIC = "static"
 
 
@@ -75,6 +78,9 @@ class State:
         #: Sent with every repair (a header a cross-site form or image cannot set).
         self.repair_token = secrets.token_urlsafe(24) if allow_repairs else ""
         self.task: asyncio.Task[None] | None = None
+        #: Set (from any thread) when the server stops: the ``/events`` streams end, so that the
+        #: server need not wait for them to be closed by the browsers.
+        self.closing = threading.Event()
 
 
 def _state(request: Request) -> State:
@@ -190,18 +196,22 @@ async def metrics(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    reader = _state(request).reader
+    state = _state(request)
+    reader = state.reader
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
         version = 0
-        while True:
-            snap = reader.latest if reader.latest and reader.latest.version > version else None
+        quiet = 0.0
+        while not state.closing.is_set():
+            snap = await reader.next(version, CLOSING_CHECK)
             if snap is None:
-                snap = await reader.next(version, KEEPALIVE)
-            if snap is None:
-                yield ": keep-alive\n\n"
+                quiet += CLOSING_CHECK
+                if quiet >= KEEPALIVE:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
                 continue
+            quiet = 0.0
             version = snap.version
             yield f"id: {version}\nevent: snapshot\ndata: {snap.text}\n\n"
 
