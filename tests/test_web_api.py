@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 pytest.importorskip("starlette")
+
+import httpx  # noqa: E402
 
 import jobs_core  # noqa: E402
 from jobs_core import cli  # noqa: E402
@@ -274,3 +277,35 @@ def test_serve_refuses_a_remote_address_without_allow_remote(host: str, server: 
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == cli.USAGE
     assert "not a loopback address" in proc.stderr and "--allow-remote" in proc.stderr
+
+
+
+def test_mounted_in_another_app_without_its_lifespan(server: RedisServer, prefix: str, c: jobs_core.Coordinator
+                                                     ) -> None:
+    """As in Airflow's api-server: the app mounted under a path gets no lifespan events; its reader starts
+    on the first request."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    def mount(app: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def lifespan(host: Any) -> Any:
+            yield
+            await app.state.web.stop()  # what a host app's shutdown may do; nothing else starts or stops it
+
+        return Starlette(routes=[Mount("/jobs-core", app)], lifespan=lifespan)
+
+    web = WebServer(server.url, prefix, wrap=mount, allowed_hosts=None).start()
+    job = c.job([], ["mounted"], duration=30).start()
+    try:
+        with web.client() as http:
+            assert "static/app.js" in http.get("/jobs-core/").text
+            assert http.get("/jobs-core/static/app.css").status_code == 200
+            status = http.get("/jobs-core/api/status").json()
+            assert [j["job_id"] for j in status["running"]] == [job.id]
+            assert f'jobs_core_running_jobs{{prefix="{prefix}"}} 1.0' in http.get("/jobs-core/metrics").text
+        with httpx.Client(base_url=web.base + "/jobs-core", timeout=10) as http:
+            assert job.id in running_ids(next(snapshots(http)))
+    finally:
+        web.stop()
+    job.stop()

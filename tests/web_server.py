@@ -20,12 +20,13 @@ from .servers import free_port
 class WebServer:
     """``create_app(url, prefix, **options)`` served by uvicorn at :attr:`base` until :meth:`stop`."""
 
-    def __init__(self, url: str, prefix: str, **options: Any) -> None:
+    def __init__(self, url: str, prefix: str, wrap: Callable[[Any], Any] | None = None, **options: Any) -> None:
         options.setdefault("min_interval", 0.2)  # short, so tests do not wait; the default is 1s
         self.app = create_app(url, prefix, **options)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="none",
+        served = self.app if wrap is None else wrap(self.app)
+        config = uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning", ws="none",
                                 lifespan="on", timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="web-view", daemon=True)

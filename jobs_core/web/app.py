@@ -83,6 +83,24 @@ class State:
         self.closing = threading.Event()
 
 
+    def started(self) -> SharedReader:
+        """The shared reader, its task started if it is not running (an app mounted in another one,
+        as in Airflow's api-server, gets no lifespan events of its own)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.reader.run(), name="jobs-core-web-reader")
+        return self.reader
+
+    async def stop(self) -> None:
+        """Stop the reader and close the connections."""
+        self.closing.set()
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.coordinator.aclose()
+
+
 def _state(request: Request) -> State:
     state: State = request.app.state.web
     return state
@@ -127,7 +145,7 @@ async def config(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    snap = await _state(request).reader.fresh()
+    snap = await _state(request).started().fresh()
     if not snap.document["ok"]:
         raise WebError(snap.document["error"], 503)
     return _json(snap.document["status"])
@@ -191,13 +209,13 @@ async def lineage_view(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state = _state(request)
-    snap = await state.reader.fresh()
+    snap = await state.started().fresh()
     return Response(state.metrics.render(snap.document), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def events(request: Request) -> Response:
     state = _state(request)
-    reader = state.reader
+    reader = state.started()
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
@@ -317,14 +335,11 @@ def create_app(url: str, prefix: str = "", *, allow_repairs: bool = False, allow
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.task = asyncio.create_task(state.reader.run(), name="jobs-core-web-reader")
+        state.started()
         try:
             yield
         finally:
-            state.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await state.task
-            await state.coordinator.aclose()
+            await state.stop()
 
     routes = [
         Route("/", index),
