@@ -30,7 +30,7 @@ from .. import cli_format as fmt
 from .. import lineage
 from ..aio import AsyncCoordinator
 from ..display import printable, safe_json
-from ..errors import InvalidArgument, JobsError, StateChanged
+from ..errors import ConfigurationError, InvalidArgument, JobsError, StateChanged
 from ..facts import OutputInfo
 from ..names import check_io, check_names
 from ..urls import describe_error, hide_password
@@ -63,16 +63,29 @@ def _compact(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-class State:
-    """What one app holds: the namespace, its shared reader, the metrics, the repair token."""
+def connect_url(url: str, prefix: str) -> Callable[[], AsyncCoordinator]:
+    """How the app reaches the namespace at ``url``: a page says at once that Redis is down (one quick
+    retry, not the client's default backoff of seconds)."""
+    return lambda: AsyncCoordinator.from_url(url, prefix, socket_timeout=5.0, socket_connect_timeout=3.0,
+                                             retry=Retry(ConstantBackoff(0.1), 1))
 
-    def __init__(self, url: str, prefix: str, allow_repairs: bool, **reader_options: Any) -> None:
+
+class State:
+    """What one app holds: the namespace, its shared reader, the metrics, the repair token.
+
+    The coordinator is made on first use (``connect``), so an app built where its
+    configuration cannot be read yet (an Airflow plugin at import) reads it on the first request.
+    """
+
+    def __init__(self, connect: Callable[[], AsyncCoordinator], where: str, url: str | None, allow_repairs: bool,
+                 **reader_options: Any) -> None:
+        self._connect = connect
+        self.where = where
+        #: Only to mask its secrets in error messages (:func:`jobs_core.urls.describe_error`).
         self.url = url
-        self.where = hide_password(url)
-        # a page says at once that Redis is down: one quick retry, not the client's default backoff of seconds
-        self.coordinator = AsyncCoordinator.from_url(url, prefix, socket_timeout=5.0, socket_connect_timeout=3.0,
-                                                     retry=Retry(ConstantBackoff(0.1), 1))
-        self.reader = SharedReader(self.coordinator, url, **reader_options)
+        self._reader_options = reader_options
+        self._coordinator: AsyncCoordinator | None = None
+        self._reader: SharedReader | None = None
         self.metrics = Metrics()
         self.allow_repairs = allow_repairs
         #: Sent with every repair (a header a cross-site form or image cannot set).
@@ -82,6 +95,17 @@ class State:
         #: server need not wait for them to be closed by the browsers.
         self.closing = threading.Event()
 
+    @property
+    def coordinator(self) -> AsyncCoordinator:
+        if self._coordinator is None:
+            self._coordinator = self._connect()
+        return self._coordinator
+
+    @property
+    def reader(self) -> SharedReader:
+        if self._reader is None:
+            self._reader = SharedReader(self.coordinator, self.where, url=self.url, **self._reader_options)
+        return self._reader
 
     def started(self) -> SharedReader:
         """The shared reader, its task started if it is not running (an app mounted in another one,
@@ -98,7 +122,8 @@ class State:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.coordinator.aclose()
+        if self._coordinator is not None:
+            await self._coordinator.aclose()
 
 
 def _state(request: Request) -> State:
@@ -118,11 +143,13 @@ def _handle(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return _json({"error": f"nothing changed: {exc}"}, 409)
         except (InvalidArgument, ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
+        except ConfigurationError as exc:
+            return _json({"error": f"the namespace is not configured: {exc}"}, 503)
         except JobsError as exc:
             return _json({"error": str(exc)}, 409)
         except (redis.RedisError, OSError) as exc:
-            where = _state(request).where
-            return _json({"error": f"cannot read Redis at {where}: {describe_error(exc, _state(request).url)}"}, 503)
+            state = _state(request)
+            return _json({"error": f"cannot read Redis at {state.where}: {describe_error(exc, state.url)}"}, 503)
 
     return run
 
@@ -331,7 +358,16 @@ def create_app(url: str, prefix: str = "", *, allow_repairs: bool = False, allow
         reader_options: passed to :class:`jobs_core.web.reader.SharedReader` (``min_interval``,
             ``probe``, ``poll``).
     """
-    state = State(url, prefix, allow_repairs, **reader_options)
+    return build_app(connect_url(url, prefix), hide_password(url), url, allow_repairs=allow_repairs,
+                     allowed_hosts=allowed_hosts, **reader_options)
+
+
+def build_app(connect: Callable[[], AsyncCoordinator], where: str, url: str | None = None, *,
+              allow_repairs: bool = False, allowed_hosts: tuple[str, ...] | None = None,
+              **reader_options: Any) -> Starlette:
+    """The web view of the namespace ``connect()`` returns (called on first use), shown as ``where``;
+    see :func:`create_app` for the rest. ``url``, if any, is only used to mask its secrets in errors."""
+    state = State(connect, where, url, allow_repairs, **reader_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -351,7 +387,7 @@ def create_app(url: str, prefix: str = "", *, allow_repairs: bool = False, allow
         Route("/api/lineage", _handle(lineage_view)),
         Route("/api/unlock", _handle(unlock), methods=["POST"]),
         Route("/api/create", _handle(create), methods=["POST"]),
-        Route("/events", events),
+        Route("/events", _handle(events)),
         Route("/metrics", _handle(metrics)),
         Mount("/static", StaticFiles(packages=[("jobs_core.web", _STATIC)]), name="static"),
     ]

@@ -33,7 +33,7 @@ import redis
 from ..aio import AsyncCoordinator
 from ..display import safe_json
 from ..listener import AsyncListener, AsyncWakeup
-from ..urls import describe_error, hide_password
+from ..urls import describe_error
 from .snapshot import outage, snapshot
 
 log = logging.getLogger("jobs_core.web")
@@ -71,17 +71,18 @@ class SharedReader:
 
     Args:
         coordinator: the namespace (an asyncio coordinator; the reader does not close it).
-        url: its Redis URL, shown with the password hidden.
+        where: where it is, for people (a URL with its password hidden).
+        url: its Redis URL if known, only to mask its secrets in error messages.
         min_interval: least seconds between two reads.
         probe: seconds between two change probes.
         poll: most seconds between two reads.
         clock: monotonic clock.
     """
 
-    def __init__(self, coordinator: AsyncCoordinator, url: str, *, min_interval: float = 1.0, probe: float = 0.5,
-                 poll: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, coordinator: AsyncCoordinator, where: str, *, url: str | None = None, min_interval: float = 1.0,
+                 probe: float = 0.5, poll: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.coordinator = coordinator
-        self.where = hide_password(url)
+        self.where = where
         self._url = url
         self.min_interval = min_interval
         self.probe = probe
