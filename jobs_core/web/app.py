@@ -63,11 +63,16 @@ def _compact(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-def connect_url(url: str, prefix: str) -> Callable[[], AsyncCoordinator]:
+#: What an app calls (once, on first use) to reach its namespace: the coordinator, and where it is for
+#: people (a URL with its password hidden, or the name of a connection).
+Connect = Callable[[], tuple[AsyncCoordinator, str]]
+
+
+def connect_url(url: str, prefix: str) -> Connect:
     """How the app reaches the namespace at ``url``: a page says at once that Redis is down (one quick
     retry, not the client's default backoff of seconds)."""
-    return lambda: AsyncCoordinator.from_url(url, prefix, socket_timeout=5.0, socket_connect_timeout=3.0,
-                                             retry=Retry(ConstantBackoff(0.1), 1))
+    return lambda: (AsyncCoordinator.from_url(url, prefix, socket_timeout=5.0, socket_connect_timeout=3.0,
+                                              retry=Retry(ConstantBackoff(0.1), 1)), hide_password(url))
 
 
 class State:
@@ -77,10 +82,9 @@ class State:
     configuration cannot be read yet (an Airflow plugin at import) reads it on the first request.
     """
 
-    def __init__(self, connect: Callable[[], AsyncCoordinator], where: str, url: str | None, allow_repairs: bool,
-                 **reader_options: Any) -> None:
+    def __init__(self, connect: Connect, url: str | None, allow_repairs: bool, **reader_options: Any) -> None:
         self._connect = connect
-        self.where = where
+        self.where = "the namespace"
         #: Only to mask its secrets in error messages (:func:`jobs_core.urls.describe_error`).
         self.url = url
         self._reader_options = reader_options
@@ -98,13 +102,14 @@ class State:
     @property
     def coordinator(self) -> AsyncCoordinator:
         if self._coordinator is None:
-            self._coordinator = self._connect()
+            self._coordinator, self.where = self._connect()
         return self._coordinator
 
     @property
     def reader(self) -> SharedReader:
         if self._reader is None:
-            self._reader = SharedReader(self.coordinator, self.where, url=self.url, **self._reader_options)
+            coordinator = self.coordinator
+            self._reader = SharedReader(coordinator, self.where, url=self.url, **self._reader_options)
         return self._reader
 
     def started(self) -> SharedReader:
@@ -167,7 +172,8 @@ def _static_file(name: str) -> str:
 
 async def config(request: Request) -> Response:
     state = _state(request)
-    return _json({"where": state.where, "prefix": state.coordinator.prefix, "allow_repairs": state.allow_repairs,
+    prefix = state.coordinator.prefix  # first: connecting tells where the namespace is
+    return _json({"where": state.where, "prefix": prefix, "allow_repairs": state.allow_repairs,
                   "repair_header": REPAIR_HEADER, "repair_token": state.repair_token})
 
 
@@ -358,16 +364,15 @@ def create_app(url: str, prefix: str = "", *, allow_repairs: bool = False, allow
         reader_options: passed to :class:`jobs_core.web.reader.SharedReader` (``min_interval``,
             ``probe``, ``poll``).
     """
-    return build_app(connect_url(url, prefix), hide_password(url), url, allow_repairs=allow_repairs,
-                     allowed_hosts=allowed_hosts, **reader_options)
+    return build_app(connect_url(url, prefix), url, allow_repairs=allow_repairs, allowed_hosts=allowed_hosts,
+                     **reader_options)
 
 
-def build_app(connect: Callable[[], AsyncCoordinator], where: str, url: str | None = None, *,
-              allow_repairs: bool = False, allowed_hosts: tuple[str, ...] | None = None,
-              **reader_options: Any) -> Starlette:
-    """The web view of the namespace ``connect()`` returns (called on first use), shown as ``where``;
-    see :func:`create_app` for the rest. ``url``, if any, is only used to mask its secrets in errors."""
-    state = State(connect, where, url, allow_repairs, **reader_options)
+def build_app(connect: Connect, url: str | None = None, *, allow_repairs: bool = False,
+              allowed_hosts: tuple[str, ...] | None = None, **reader_options: Any) -> Starlette:
+    """The web view of the namespace ``connect()`` returns (called on first use); see :func:`create_app`
+    for the rest. ``url``, if any, is only used to mask its secrets in error messages."""
+    state = State(connect, url, allow_repairs, **reader_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
