@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "1: it is blocked.")
     _names(p)
     p.add_argument("--no-overwrite", action="store_true", help="count existing outputs as blockers")
+    p.add_argument("--limit", dest="limits", action="append", type=_limit_slots, default=[], metavar="LIMIT=SLOTS",
+                   help="slots of a limit the job would take (repeat for several)")
     p.add_argument("--json", action="store_true", help="print the stable JSON document (README: why-blocked --json)")
 
     p = command("start", "start a job from a shell script; its locks stay held after this command exits",
@@ -383,9 +385,10 @@ def cmd_show(args: argparse.Namespace, c: Coordinator) -> int:
 
 
 def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
-    if not args.inputs and not args.outputs:
-        raise CliError("give the job's names: --input NAME and/or --output NAME", USAGE)
-    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite)
+    if not args.inputs and not args.outputs and not args.limits:
+        raise CliError("give the job's names: --input NAME and/or --output NAME (and/or --limit LIMIT=SLOTS)",
+                       USAGE)
+    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite, limits=args.limits)
     if args.json:
         dump(fmt.report_json(report))
     else:

@@ -91,3 +91,16 @@ def test_bad_limits_change_nothing(cli: Cli) -> None:
         r = cli.run(*args)
         assert r.code in (1, 2) and words in r.err, (args, r.err)
         assert cli.snapshot() == before, args
+
+
+def test_why_blocked_names_a_full_limit_and_its_holders(cli: Cli) -> None:
+    cli.run("limit", "set", "api", "1")
+    holder = cli.job([], [], job_id="holder", limits={"api": 1}).start()
+    r = cli.run("why-blocked", "--limit", "api=1")
+    assert r.code == 1 and "limit_full" in r.out and "holder (token" in r.out, r.out
+    doc = cli.json("why-blocked", "--limit", "api", "--json")
+    assert doc["reasons"] == {"limit_full": ["api"]} and doc["blockers"][0]["holder"]["job_id"] == "holder"
+    r = cli.run("why-blocked", "--limit", "nope")
+    assert r.code == 1 and "limit_unknown  nope" in r.out  # a limit nobody set is what blocks
+    holder.stop()
+    assert cli.run("why-blocked", "--limit", "api").code == 0
