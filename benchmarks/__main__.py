@@ -27,6 +27,7 @@ from .headline import (
     idle_waiter_load,
     reader_relay,
 )
+from .limits import limit_cycle, limit_share
 from .profiling import profile
 from .report import (
     document,
@@ -54,6 +55,8 @@ RUNNERS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "contention": contention,
     "reader_relay": reader_relay,
     "async_cycles": async_cycles,
+    "limit_share": limit_share,
+    "limit_cycle": limit_cycle,
     "scaling_keys": scaling_keys,
     "scaling_running": scaling_running,
     "scaling_waiters": scaling_waiters,

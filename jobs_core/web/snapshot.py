@@ -91,14 +91,6 @@ def waiting_detail(now: float, running: Sequence[RunningJob], waiting: Sequence[
     return out
 
 
-def limits_json(limits: Sequence[LimitInfo]) -> list[dict[str, Any]]:
-    """Each limit: capacity, slots used, holders (job id, slots) and its line (job id, slots asked)."""
-    return [{"name": info.name, "capacity": info.capacity, "used": info.used, "free": info.free,
-             "holders": [{"job_id": h.job_id, "slots": n} for h, n in info.holders],
-             "line": [{"job_id": w.job_id, "slots": n} for w, n in info.line],
-             "problems": list(info.problems)} for info in limits]
-
-
 def snapshot(prefix: str, where: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter],
              written: Mapping[str, str], limits: Sequence[LimitInfo], read_seconds: float) -> dict[str, Any]:
     """The document of a successful read (``ok`` true); see :func:`outage` for a failed one."""
@@ -109,9 +101,8 @@ def snapshot(prefix: str, where: str, now: float, running: Sequence[RunningJob],
         "where": where,
         "read_at": now,
         "read_seconds": read_seconds,
-        "status": status_json(prefix, now, running, waiting),
+        "status": status_json(prefix, now, running, waiting, limits),
         "waiting_detail": waiting_detail(now, running, waiting, written, limits),
-        "limits": limits_json(limits),
     }
 
 
@@ -119,7 +110,8 @@ def outage(last: Mapping[str, Any] | None, prefix: str, where: str, error: str, 
     """The document while Redis cannot be read: the last state read (if any), marked stale."""
     base = dict(last) if last else {
         "version": SNAPSHOT_VERSION, "where": where, "read_at": None, "read_seconds": None,
-        "status": {"version": JSON_VERSION, "prefix": prefix, "server_time": None, "running": [], "waiting": []},
-        "waiting_detail": [], "limits": []}
+        "status": {"version": JSON_VERSION, "prefix": prefix, "server_time": None, "running": [], "waiting": [],
+                   "limits": []},
+        "waiting_detail": []}
     base.update(ok=False, error=error, down_since=since)
     return base

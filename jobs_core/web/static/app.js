@@ -104,7 +104,7 @@ function render(doc) {
     status.running.length + " running, " + status.waiting.length + " waiting";
   renderRunning(status.running);
   renderWaiting(status.waiting, doc.waiting_detail);
-  renderLimits(doc.limits);
+  renderLimits(status.limits || []);
   tick();
   findWantedJob();
 }
