@@ -50,7 +50,8 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServ
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
@@ -59,6 +60,8 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServ
         "AIRFLOW_CONN_JOBS_CORE": f"{redis_server.url}?jobs_prefix={urllib.parse.quote(prefix)}",
     })
     env.pop("JOBS_REDIS_URL", None)
+    password = secrets.token_urlsafe(12)
+    (home / "passwords.json").write_text(json.dumps({"admin": password}))
     if not any(e.value.startswith("jobs_airflow.web_plugin") for e in entry_points(group="airflow.plugins")):
         # a source tree not installed: the plugins folder stands in for the entry point
         plugins = home / "plugins"
@@ -83,7 +86,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServ
                 pass
             assert time.monotonic() < deadline, "the api-server did not answer within 180s"
             time.sleep(0.5)
-        yield {"base": base, "prefix": prefix, "url": redis_server.url, "log": home / "api-server.log"}
+        yield {"base": base, "prefix": prefix, "url": redis_server.url, "password": password}
     finally:
         proc.terminate()
         try:
@@ -103,7 +106,8 @@ def test_the_page_inside_airflow(api_server: dict[str, Any]) -> None:
         with httpx.Client(base_url=base, timeout=20) as http:
             assert http.get("/jobs-core/api/status").status_code == 401  # Airflow's login first
             assert http.get("/jobs-core/", headers={"Authorization": "Bearer forged"}).status_code in (401, 403)
-            token = http.get("/auth/token").json()["access_token"]  # the all-admins test setup
+            login = http.post("/auth/token", json={"username": "admin", "password": api_server["password"]})
+            token = login.json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             page = http.get("/jobs-core/", headers=auth)
             assert page.status_code == 200 and "static/app.js" in page.text
