@@ -255,6 +255,8 @@ def test_screenshots(page: Any, web: WebServer, c: jobs_core.Coordinator, server
         page.locator("#lineage-depth").fill("3")
         page.locator("#lineage-form button").click()
         page.wait_for_timeout(500)
+        page.keyboard.press("Home")  # the deep link scrolled down to the name's panel
+        page.wait_for_timeout(300)
         page.screenshot(path=str(out / "web-overview.png"), full_page=True)
         page.locator("#lineage-section").screenshot(path=str(out / "web-lineage.png"))
         for name in ("web-overview.png", "web-lineage.png"):

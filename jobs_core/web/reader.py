@@ -188,9 +188,8 @@ class SharedReader:
 
     async def _document(self) -> dict[str, Any]:
         c = self.coordinator
-        running = await c.running_jobs()
-        waiting = await c.waiting_jobs()
-        limits = await c.limits()
+        # side by side, on connections of their own: a read of a big namespace is mostly round trips
+        running, waiting, limits = await asyncio.gather(c.running_jobs(), c.waiting_jobs(), c.limits())
         names = list(dict.fromkeys(n for w in waiting for n in w.inputs))
         written = await c.written(names) if names else {}
         now = await c.server_time()
