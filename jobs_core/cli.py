@@ -56,7 +56,7 @@ exit codes:
   {CHANGED}    unlock/create: the locks or outputs changed between being shown and the
        confirmation (another job took, released or wrote them); nothing changed:
        run the command again to see the new state
-  {INTERRUPTED}  interrupted (Ctrl-C), except watch, which ends with 0
+  {INTERRUPTED}  interrupted (Ctrl-C), except watch and serve, which end with 0
 """
 
 
@@ -599,8 +599,11 @@ def cmd_serve(args: argparse.Namespace, c: Coordinator) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     err(f"jobs-core: serving prefix {c.prefix!r} of {printable(hide_password(args.url))} on "
         f"http://{shown}:{args.port}/ ({'repairs allowed' if args.allow_repairs else 'read-only'}); Ctrl-C to stop")
-    serve(args.url, c.prefix, args.host, args.port, allow_remote=args.allow_remote,
-          allow_repairs=args.allow_repairs)
+    try:
+        serve(args.url, c.prefix, args.host, args.port, allow_remote=args.allow_remote,
+              allow_repairs=args.allow_repairs)
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: the usual way to end
+        pass
     return OK
 
 

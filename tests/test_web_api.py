@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import httpx  # noqa: E402
 import jobs_core  # noqa: E402
 from jobs_core import cli  # noqa: E402
 
-from .servers import RedisServer  # noqa: E402
+from .servers import RedisServer, free_port  # noqa: E402
 from .web_server import Waiters, WebServer, first, running_ids, snapshots  # noqa: E402
 
 HOSTILE = ["<script>alert(1)</script>", "quote\"'`", "new\nline", "rtl\u202eevil", "ansi\x1b[31mred", "tab\there"]
@@ -309,3 +310,34 @@ def test_mounted_in_another_app_without_its_lifespan(server: RedisServer, prefix
     finally:
         web.stop()
     job.stop()
+
+
+def test_jobs_core_serve_serves_and_stops_promptly_with_a_browser_watching(server: RedisServer, prefix: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "jobs_core", "--url", server.url, "--prefix", prefix, "serve",
+                             "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/api/status", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "jobs-core serve did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=base, timeout=10) as http:
+            stream = snapshots(http)
+            assert next(stream)["ok"]  # a browser is watching: its stream must not hold the stop back
+            began = time.monotonic()
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            assert proc.wait(10) == 0
+            assert time.monotonic() - began < 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _, err = proc.communicate(timeout=10)
+    assert f"serving prefix {prefix!r} of {server.url} on http://127.0.0.1:{port}/ (read-only)" in err
+    assert "Traceback" not in err and "ERROR" not in err
