@@ -100,7 +100,7 @@ class Waiters:
                 try:
                     job.start()
                     job.stop()
-                except jobs_core.JobsError:
+                except Exception:  # noqa: BLE001 (ended by close(), perhaps between its start and stop)
                     pass
 
             t = threading.Thread(target=run, daemon=True)
