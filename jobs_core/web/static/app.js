@@ -50,7 +50,8 @@ const state = {
   config: null,
   snapshot: null,
   offset: 0,           // server time minus this browser's clock, seconds
-  wantJob: null,       // ?job= deep link, until found
+  wantJob: null,       // ?job= deep link
+  scrolledToJob: false,
   shown: null,         // the show document in the panel
 };
 
@@ -189,13 +190,15 @@ function tick() {
   }
 }
 
+// ?job=<id>: highlighted on every snapshot, scrolled to the first time it is found
 function findWantedJob() {
   if (state.wantJob === null) return;
   const notice = document.getElementById("notice");
   for (const row of document.querySelectorAll("tr[data-job]")) {
     if (row.dataset.job === state.wantJob) {
       row.classList.add("highlight");
-      row.scrollIntoView({block: "center"});
+      if (!state.scrolledToJob) row.scrollIntoView({block: "center"});
+      state.scrolledToJob = true;
       notice.hidden = true;
       return;
     }
