@@ -121,6 +121,10 @@ def test_a_waiting_job_shows_its_blocker_and_place_in_line(web: WebServer, c: jo
         blocker = detail["first-waiter"]["blockers"][0]
         assert (blocker["reason"], blocker["name"], blocker["holder"]["job_id"]) == ("output_locked", "dim",
                                                                                      holder.id)
+        metrics = http.get("/metrics").text
+        assert f'jobs_core_waiting_jobs{{prefix="{web.app.state.web.coordinator.prefix}"}} 2.0' in metrics
+        oldest = float(metrics.split("jobs_core_oldest_wait_seconds{")[1].split("} ")[1].split()[0])
+        assert 0 < oldest < 10
     holder.stop()
 
 
