@@ -215,9 +215,17 @@ def test_repairs_need_the_flag_the_token_and_the_same_origin(server: RedisServer
         web.stop()
 
 
+#: The README's ACL rules (section ACL) for a user limited to one namespace, on Redis 7.0 (no client|setinfo).
+ACL_COMMANDS = ("-@all +evalsha +script|load +time +get +set +mget +mset +del +exists +incr +pttl +pexpire +hget "
+                "+hgetall +hmget +hset +hdel +zadd +zrem +zrange +zrangebyscore +zcount +zscore +zremrangebyscore "
+                "+zcard +publish +subscribe").split()
+
+
 def test_no_password_reaches_the_page_the_api_or_the_logs(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Also: the README's ACL user of the namespace is all the web view needs."""
     secret = "s3cret-Pa55"
-    s = RedisServer("--user", "viewer", "on", f">{secret}", "~*", "&*", "+@all").start()
+    s = RedisServer("--user", "viewer", "on", f">{secret}", "resetkeys", "resetchannels", f"~{prefix}*",
+                    f"&{prefix}jobs:wake*", *ACL_COMMANDS).start()
     url = f"redis://viewer:{secret}@127.0.0.1:{s.port}/0"
     try:
         with caplog.at_level(logging.DEBUG):
@@ -227,6 +235,10 @@ def test_no_password_reaches_the_page_the_api_or_the_logs(prefix: str, caplog: p
                     texts = [http.get(p).text for p in ("/", "/api/config", "/api/status", "/metrics")]
                     texts.append(json.dumps(next(snapshots(http))))
                     assert "viewer:***@" in http.get("/api/config").json()["where"]
+                    assert http.get("/api/status").status_code == 200  # the ACL user reads it all
+                    assert http.get("/api/show/x").status_code == 200
+                    assert http.get("/api/lineage").status_code == 200
+                    assert not web.reader.latest.document["error"]
                 s.stop()
                 deadline = time.monotonic() + 10
                 while web.reader.latest.document["ok"]:
