@@ -10,6 +10,7 @@ otherwise they go to a temporary directory and are only checked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -266,3 +267,29 @@ def test_screenshots(page: Any, web: WebServer, c: jobs_core.Coordinator, server
         waiters.close()
         for job in running:
             job.stop()
+
+
+def test_the_page_works_under_a_path_as_inside_airflow(page: Any, server: RedisServer, prefix: str,
+                                                       c: jobs_core.Coordinator) -> None:
+    """Mounted at /jobs-core/ (as Airflow's api-server mounts it), the page finds its files and API."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    def mount(app: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def lifespan(host: Any) -> Any:
+            yield
+            await app.state.web.stop()  # the mounted app gets no lifespan of its own
+
+        return Starlette(routes=[Mount("/jobs-core", app)], lifespan=lifespan)
+
+    web = WebServer(server.url, prefix, wrap=mount, allowed_hosts=None, min_interval=0.5).start()
+    job = c.job([], ["mounted.page"], duration=30, job_id="mounted-job").start()
+    try:
+        page.goto(f"{web.base}/jobs-core/?job=mounted-job")
+        page.wait_for_selector("#live[data-state='live']", timeout=5000)
+        playwright.expect(page.locator("tr.highlight")).to_have_attribute("data-job", "mounted-job")
+    finally:
+        job.stop()
+        page.close()  # before the server stops: its /events stream
+        web.stop()
