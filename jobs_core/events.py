@@ -68,7 +68,8 @@ class Observer:
         """A running job found locks lost (once per start)."""
 
     def repaired(self, kind: str, names: tuple[str, ...]) -> None:
-        """A repair forced locks or outputs: ``kind`` is ``unlock`` or ``create``."""
+        """A repair forced locks or outputs: ``kind`` is ``unlock``, ``create`` or ``stop`` (a job stopped
+        from outside, without its token: ``names`` are its inputs and outputs)."""
 
 
 def emit(observers: tuple[Observer, ...], event: str, *args: Any) -> None:
