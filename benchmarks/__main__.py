@@ -29,6 +29,7 @@ from .headline import (
     reader_relay,
 )
 from .libs import ENV_OBSERVERS, OBSERVERS, install_sdk, observers_mode
+from .limits import limit_cycle, limit_share
 from .profiling import profile
 from .report import (
     document,
@@ -56,6 +57,8 @@ RUNNERS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "contention": contention,
     "reader_relay": reader_relay,
     "async_cycles": async_cycles,
+    "limit_share": limit_share,
+    "limit_cycle": limit_cycle,
     "scaling_keys": scaling_keys,
     "scaling_running": scaling_running,
     "scaling_waiters": scaling_waiters,

@@ -108,6 +108,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _limit_slots(text: str) -> tuple[str, int]:
+    """``warehouse=2``, or ``warehouse`` for one slot."""
+    name, sep, slots = text.rpartition("=")
+    if not sep:
+        return text, 1
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected LIMIT=SLOTS, e.g. warehouse=1, not {text!r}")
+    return name, _count(slots)
+
+
 def _when(text: str) -> float:
     try:
         return lineage.parse_when(text)
@@ -168,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "1: it is blocked.")
     _names(p)
     p.add_argument("--no-overwrite", action="store_true", help="count existing outputs as blockers")
+    p.add_argument("--limit", dest="limits", action="append", type=_limit_slots, default=[], metavar="LIMIT=SLOTS",
+                   help="slots of a limit the job would take (repeat for several)")
     p.add_argument("--json", action="store_true", help="print the stable JSON document (README: why-blocked --json)")
 
     p = command("start", "start a job from a shell script; its locks stay held after this command exits",
@@ -189,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-history", action="store_true", help="do not record lineage edges for this start")
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
                    help="outputs written by 'stop' expire after this long (default: never)")
+    p.add_argument("--limit", dest="limits", action="append", type=_limit_slots, default=[], metavar="LIMIT=SLOTS",
+                   help="take SLOTS slots of the limit LIMIT with the locks (repeat for several; see 'limit')")
 
     token_help = ("the fencing token printed by start (default: read from the job's jobs:holder:<JOB_ID> "
                   "record in Redis)")
@@ -230,6 +244,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the job id recorded as writer (default: jobs-core:create.<random>)")
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS", help="the outputs expire after this long")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("limit", "shared capacities: set, list or remove a limit that jobs take slots of",
+                "A limit is a named capacity shared by every job of the namespace, whatever runs it (cron, "
+                "Luigi, Airflow): a job asks for slots of it (start --limit warehouse=1, limits= in Python) "
+                "and takes them in the same atomic start as its locks, waiting in the limit's line when it "
+                "is full.")
+    limit = p.add_subparsers(dest="limit_command", metavar="ACTION", required=True)
+    q = limit.add_parser("set", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="set (or change) a limit's capacity",
+                         description="Set the capacity of LIMIT: how many slots jobs may hold at once. A change "
+                                     "takes effect at once: more room starts waiting jobs; less never ends a "
+                                     "holder (new starts wait until use is under it).")
+    q.add_argument("name", metavar="LIMIT")
+    q.add_argument("capacity", type=_count, metavar="CAPACITY", help="slots held at once, from 1 up")
+    q = limit.add_parser("list", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="limits with their use, holders and line",
+                         description="Every limit of the namespace (or those named): capacity, slots used, the "
+                                     "jobs holding slots (token, host, pid, lease) and the jobs in line for "
+                                     "it, first first.")
+    q.add_argument("names", nargs="*", metavar="LIMIT", help="only these limits (default: every one set)")
+    q.add_argument("--json", action="store_true", help="print the stable JSON document (README: limit list --json)")
+    q = limit.add_parser("remove", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="remove a limit (its holders keep their slots)",
+                         description="Remove LIMIT. Jobs holding slots of it keep them until they stop; jobs "
+                                     "waiting for it, and jobs asking for it later, fail (unknown limit). Asks "
+                                     "for confirmation unless --yes.")
+    q.add_argument("name", metavar="LIMIT")
+    q.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
     p = command("lineage", "upstream/downstream of a job, input or output: text, dot, mermaid or json",
                 "Walk the lineage recorded when jobs start (digit runs fold to *: raw.events.2026-11-27 is "
@@ -328,11 +373,11 @@ def _unreadable(info: OutputInfo, part: str) -> str:
 
 def cmd_status(args: argparse.Namespace, c: Coordinator) -> int:
     now = c.server_time()
-    running, waiting = c.running_jobs(), c.waiting_jobs()
+    running, waiting, limits = c.running_jobs(), c.waiting_jobs(), c.limits()
     if args.json:
-        dump(fmt.status_json(c.prefix, now, running, waiting))
+        dump(fmt.status_json(c.prefix, now, running, waiting, limits))
     else:
-        out(fmt.status_text(c.prefix, now, running, waiting))
+        out(fmt.status_text(c.prefix, now, running, waiting, limits))
     return OK
 
 
@@ -346,9 +391,10 @@ def cmd_show(args: argparse.Namespace, c: Coordinator) -> int:
 
 
 def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
-    if not args.inputs and not args.outputs:
-        raise CliError("give the job's names: --input NAME and/or --output NAME", USAGE)
-    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite)
+    if not args.inputs and not args.outputs and not args.limits:
+        raise CliError("give the job's names: --input NAME and/or --output NAME (and/or --limit LIMIT=SLOTS)",
+                       USAGE)
+    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite, limits=args.limits)
     if args.json:
         dump(fmt.report_json(report))
     else:
@@ -391,7 +437,7 @@ def cmd_start(args: argparse.Namespace, c: Coordinator) -> int:
     progress = args.progress or (1.0 if shown.live else 30.0)
     job = c.job(args.inputs, args.outputs, duration=args.duration, wait=args.wait,
                 overwrite=not args.no_overwrite, heartbeat=False, job_id=args.job_id, history=not args.no_history,
-                output_ttl=args.output_ttl, progress=progress, on_progress=shown)
+                output_ttl=args.output_ttl, limits=args.limits, progress=progress, on_progress=shown)
     try:
         job.start()
     finally:
@@ -545,7 +591,7 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         while True:
             try:
                 now = c.server_time()
-                body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs())
+                body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs(), c.limits())
             except redis.RedisError as exc:
                 body = f"Redis error: {describe_error(exc, args.url)}; trying again in {secs(args.interval)}s\n"
             head = f"jobs-core watch: {where}; every {secs(args.interval)}s, Ctrl-C to quit\n"
@@ -559,10 +605,35 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         return OK
 
 
+def cmd_limit(args: argparse.Namespace, c: Coordinator) -> int:
+    if args.limit_command == "set":
+        before = c.set_limit(args.name, args.capacity)
+        was = "was not set" if before is None else f"was {before}"
+        out(f"limit {printable(args.name)}: capacity {args.capacity} ({was})\n")
+        return OK
+    if args.limit_command == "remove":
+        (info,) = c.limits([args.name])
+        if info.capacity is None:
+            raise CliError(f"limit {printable(args.name)} is not set; nothing changed", NO)
+        confirm(args, f"limit {printable(args.name)}: {info.used} slots held by {len(info.holders)} jobs (they "
+                      f"keep them until they stop), {len(info.line)} jobs in line (they will fail)",
+                f"remove limit {printable(args.name)}?")
+        before = c.remove_limit(args.name)
+        out(f"removed limit {printable(args.name)} (capacity was {before})\n")
+        return OK
+    limits = c.limits(args.names or None)
+    now = c.server_time()
+    if args.json:
+        dump(fmt.limits_json(now, limits))
+    else:
+        out(fmt.limits_text(now, limits))
+    return OK if all(i.capacity is not None for i in limits) else NO
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
     "status": cmd_status, "show": cmd_show, "why-blocked": cmd_why_blocked, "start": cmd_start,
     "refresh": cmd_refresh, "stop": cmd_stop, "unlock": cmd_unlock, "create": cmd_create,
-    "lineage": cmd_lineage, "watch": cmd_watch,
+    "lineage": cmd_lineage, "watch": cmd_watch, "limit": cmd_limit,
 }
 
 
