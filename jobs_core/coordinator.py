@@ -399,6 +399,9 @@ class CoordinatorBase:
         log.info("job %s stopped from outside (%s)", job_id, reply.state)
         if forced:
             emit(self.observers, "repaired", "stop", tuple(inputs) + tuple(outputs))
+        elif self.observers:
+            holder = replace(holder_facts(job_id, record.value), token=token)
+            emit(self.observers, "stopped_by_id", self, holder, reply.state, tuple(inputs), tuple(outputs))
         return reply.state
 
     def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None,

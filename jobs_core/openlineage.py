@@ -16,7 +16,8 @@ outside). ``OPENLINEAGE_DISABLED=true`` turns it off.
 * run: the id is derived from the job id and its fencing token, so a start
   resumed in another process (a deferred Airflow task) ends the same run; the
   ``jobs_core`` run facet holds the job id, token, holder host and pid (and, on
-  ``ABORT``, the locks lost).
+  ``ABORT``, the locks lost). A start made from a shell (``jobs-core start``) ends its run
+  when ``jobs-core stop --token`` (or ``stop_job(id, token=...)``) stops it.
 
 Emitting never fails or slows a job: the job only queues what happened; a
 thread of the observer builds the events and hands them to the client's
@@ -171,10 +172,18 @@ class OpenLineageObserver(Observer):
         if job.is_running:  # found by a refresh: the run ends here (a stop that finds it says so itself)
             self._put(ABORT, job, {k: list(v) for k, v in lost.items()})
 
+    def stopped_by_id(self, coordinator: Any, holder: Any, state: str, inputs: tuple[str, ...],
+                      outputs: tuple[str, ...]) -> None:
+        # a start made from a shell (jobs-core start, whose job is named after its id) ended by its stop
+        self._queue_item((COMPLETE if state == "written" else FAIL, time.time(), holder.job_id, holder.token,
+                          fold(holder.job_id), inputs, outputs, holder.host or "", holder.pid or 0, None))
+
     def _put(self, kind: str, job: Any, lost: dict[str, list[str]] | None) -> None:
-        c = job.coordinator
-        item = (kind, time.time(), job.id, job.token, job.lineage_name or fold(job.id), job.inputs, job.outputs,
-                c.host, os.getpid(), lost or (job.lost if kind == ABORT else None))
+        lost = lost or (job.lost if kind == ABORT else None)
+        self._queue_item((kind, time.time(), job.id, job.token, job.lineage_name or fold(job.id), job.inputs,
+                          job.outputs, job.coordinator.host, os.getpid(), lost))
+
+    def _queue_item(self, item: tuple[Any, ...]) -> None:
         with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's thread is not here
                 self._pid, self._sender, self._queue = os.getpid(), None, queue.Queue(QUEUE_SIZE)

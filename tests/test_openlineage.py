@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,31 @@ def test_the_dataset_namespace_never_holds_credentials():
         "unix:///run/redis.sock?db=3"
     sentinel = jobs_core.connect.client_from_url("redis+sentinel://:s3cret@s1:26379,s2:26379/mymaster/1")
     assert redis_namespace(sentinel) == "redis+sentinel://mymaster/1"
+
+
+def test_a_start_from_a_shell_ends_its_run_when_stopped_with_its_token(redis7, prefix, events, tmp_path):
+    """jobs-core start emits START; jobs-core stop --token (the job itself) emits COMPLETE for the same run;
+    a stop without the token is a repair and ends nothing (the job's own process would say ABORT)."""
+    from .test_cli import clean_env
+
+    env = {**clean_env(redis7.url, prefix), **{k: v for k, v in os.environ.items() if k.startswith("OPENLINEAGE")}}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "jobs_core", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    started = dict(line.split("=", 1) for line in run("start", "load.2026-11-29", "-o", "loaded",
+                                                      "--duration", "30").split())
+    run("stop", "load.2026-11-29", "--token", started["token"])
+    run("start", "repair.me.1", "-o", "other", "--duration", "30")
+    run("stop", "repair.me.1", "--failed")
+    seen = events.read()
+    shell = [e for e in seen if e["run"]["facets"]["jobs_core"]["jobId"] == "load.2026-11-29"]
+    assert [e["eventType"] for e in shell] == ["START", "COMPLETE"]
+    assert shell[0]["run"]["runId"] == shell[1]["run"]["runId"]
+    assert {e["job"]["name"] for e in shell} == {"load.*"}
+    assert names(shell[1]["outputs"]) == [prefix + "loaded"]
+    assert shell[1]["run"]["facets"]["jobs_core"]["token"] == int(started["token"])
+    assert [e["eventType"] for e in seen if e["job"]["name"] == "repair.me.*"] == ["START"]
