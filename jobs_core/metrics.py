@@ -20,7 +20,6 @@ a job id, so the number of series stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import metrics as otel
@@ -37,13 +36,6 @@ SECONDS_BUCKETS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
-def _version() -> str:
-    try:
-        return version("jobs-core")
-    except PackageNotFoundError:  # run from a source tree that was not installed
-        return "0"
-
-
 @dataclass(frozen=True)
 class Instruments:
     """The five instruments, from one meter."""
@@ -57,7 +49,7 @@ class Instruments:
 
 def instruments(meter_provider: Any = None) -> Instruments:
     """The instruments of ``meter_provider`` (None: the global one, as set by the application)."""
-    meter = otel.get_meter(SCOPE, _version(), meter_provider=meter_provider)
+    meter = otel.get_meter(SCOPE, meter_provider=meter_provider)
     return Instruments(
         wait=meter.create_histogram(
             "jobs_core.job.wait.duration", unit="s", explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
