@@ -19,9 +19,9 @@ outside). ``OPENLINEAGE_DISABLED=true`` turns it off.
   ``ABORT``, the locks lost). A start made from a shell (``jobs-core start``) ends its run
   when ``jobs-core stop --token`` (or ``stop_job(id, token=...)``) stops it.
 
-Emitting never fails or slows a job: the job only queues what happened; a
-thread of the observer builds the events and hands them to the client's
-transport, and logs what goes wrong.
+Emitting never fails a job nor makes it wait for the transport: the job only
+queues what happened; a thread of the observer builds the events and hands
+them to the client's transport, and logs what goes wrong.
 """
 
 from __future__ import annotations
