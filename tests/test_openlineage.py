@@ -78,10 +78,12 @@ def test_a_job_that_writes_and_one_that_fails(real_backend, prefix, events):
     ok_events, bad_events = events.of(ok.id, c), events.of(bad.id, c)
     assert [e["eventType"] for e in ok_events] == ["START", "COMPLETE"]
     assert [e["eventType"] for e in bad_events] == ["START", "FAIL"]
-    client = real_backend.client()
-    where = redis_namespace(client)
-    host, port = client.connection_pool.connection_kwargs["host"], client.connection_pool.connection_kwargs["port"]
-    assert where == f"redis://{host}:{port}/0"
+    where = redis_namespace(c.client)
+    if real_backend.cluster is None:
+        kwargs = c.client.connection_pool.connection_kwargs
+        assert where == f"redis://{kwargs['host']}:{kwargs['port']}/0"
+    else:
+        assert where.startswith("redis+cluster://127.0.0.1:")
     for event in ok_events:
         assert event["job"] == {"namespace": "jobs_core", "name": "build_report", "facets": event["job"]["facets"]}
         assert event["job"]["facets"]["jobType"]["integration"] == "JOBS_CORE"
