@@ -86,3 +86,19 @@ def test_the_observers_switch(redis7, monkeypatch) -> None:
     monkeypatch.setenv(ENV_OBSERVERS, "everything")
     with pytest.raises(ValueError, match="use one of none, default, sdk"):
         observers_mode()
+
+
+@pytest.mark.slow
+def test_observer_cost_runs() -> None:
+    """``python -m benchmarks.observers`` (the figures of the README's Observability section) runs."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.observers", "--budget", "0.3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert set(result["cycle_us"]) == {"none", "metrics", "metrics_sdk"}
+    assert set(result["cycle_us_with_lineage"]) == {"none", "openlineage", "openlineage_job_thread"}
+    assert set(result["library_code_us"]) == {"none", "metrics", "metrics_sdk", "openlineage",
+                                              "openlineage_job_thread"}
+    assert all(v > 0 for part in ("cycle_us", "library_code_us") for v in result[part].values())
+    assert result["events_written"] > 0
