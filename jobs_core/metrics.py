@@ -73,6 +73,8 @@ def instruments(meter_provider: Any = None) -> Instruments:
 #: record nothing and switch to the real instruments when one is set. Made per coordinator
 #: instead, each would stay in the API's list of proxies for the life of the process.
 GLOBAL = instruments()
+#: The provider :data:`GLOBAL` came from (the API's proxy, unless a provider was set first).
+GLOBAL_PROVIDER = otel.get_meter_provider()
 
 
 class MetricsObserver(Observer):
@@ -87,12 +89,24 @@ class MetricsObserver(Observer):
 
     def __init__(self, prefix: str = "", meter_provider: Any = None) -> None:
         self.prefix = prefix
-        self.instruments = GLOBAL if meter_provider is None else instruments(meter_provider)
+        self._fixed = meter_provider is not None
+        self._provider = meter_provider if self._fixed else GLOBAL_PROVIDER
+        self.instruments = instruments(meter_provider) if self._fixed else GLOBAL
         # one attributes dict per (prefix, key, value), made once: recording must stay cheap
         self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<MetricsObserver prefix={self.prefix!r}>"
+
+    def _current(self) -> Instruments:
+        """The instruments of the global provider as it is now: a process may set another after
+        jobs_core made its own (Airflow does so in each forked task process)."""
+        if not self._fixed:
+            provider = otel.get_meter_provider()
+            if provider is not self._provider:
+                self._provider = provider
+                self.instruments = GLOBAL if provider is GLOBAL_PROVIDER else instruments(provider)
+        return self.instruments
 
     def _with(self, prefix: str, key: str, value: str) -> dict[str, str]:
         found = self._attributes.get((prefix, key, value))
@@ -102,14 +116,15 @@ class MetricsObserver(Observer):
 
     def wait_ended(self, job: Any, outcome: str, waited: float) -> None:
         attributes = self._with(job.coordinator.prefix, OUTCOME, outcome)
-        self.instruments.wait.record(waited, attributes)
-        self.instruments.starts.add(1, attributes)
+        found = self._current()
+        found.wait.record(waited, attributes)
+        found.starts.add(1, attributes)
 
     def job_stopped(self, job: Any, state: str, held: float) -> None:
-        self.instruments.hold.record(held, self._with(job.coordinator.prefix, OUTCOME, state))
+        self._current().hold.record(held, self._with(job.coordinator.prefix, OUTCOME, state))
 
     def locks_lost(self, job: Any, lost: dict[str, list[str]]) -> None:
-        self.instruments.lost.add(1, self._with(job.coordinator.prefix, "", ""))
+        self._current().lost.add(1, self._with(job.coordinator.prefix, "", ""))
 
     def repaired(self, kind: str, names: tuple[str, ...]) -> None:
-        self.instruments.forced.add(1, self._with(self.prefix, KIND, kind))
+        self._current().forced.add(1, self._with(self.prefix, KIND, kind))

@@ -221,3 +221,38 @@ def test_the_commands_repairs_are_counted_where_an_sdk_is_configured(redis7, pre
     assert all(p[1]["jobs_core.prefix"] == prefix for p in result["points"])
     with pytest.raises(LockLost):
         job.stop()
+
+
+# A provider set, then replaced as Airflow replaces it in each forked task process (it resets the API's
+# set-once guard): the coordinators made before record on the new one.
+PROVIDER_REPLACED = textwrap.dedent("""
+    import json, os, sys
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[first]))
+    import jobs_core
+    c = jobs_core.Coordinator.from_url(os.environ["JOBS_REDIS_URL"], os.environ["JOBS_PREFIX"])
+    with c.job([], ["one"], duration=30):
+        pass
+    import opentelemetry.metrics._internal as internal
+    internal._METER_PROVIDER_SET_ONCE._done = False
+    internal._METER_PROVIDER = None
+    metrics.set_meter_provider(MeterProvider(metric_readers=[second]))
+    with c.job([], ["two"], duration=30):
+        pass
+
+    def starts(reader):
+        return sum(p.value for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                   for m in sm.metrics if m.name == "jobs_core.job.starts" for p in m.data.data_points)
+
+    print(json.dumps([starts(first), starts(second)]))
+""")
+
+
+def test_a_provider_replaced_later_gets_the_measurements(redis7, prefix):
+    proc = subprocess.run([sys.executable, "-c", PROVIDER_REPLACED], env=clean_env(redis7.url, prefix),
+                          capture_output=True, timeout=60, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [1, 1]
