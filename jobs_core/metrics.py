@@ -100,7 +100,8 @@ class MetricsObserver(Observer):
 
     def _current(self) -> Instruments:
         """The instruments of the global provider as it is now: a process may set another after
-        jobs_core made its own (Airflow does so in each forked task process)."""
+        jobs_core made its own (Airflow does so in each forked task process). Looked up (about 1 µs)
+        when a start or a repair is recorded; what follows a start uses the same."""
         if not self._fixed:
             provider = otel.get_meter_provider()
             if provider is not self._provider:
@@ -121,10 +122,10 @@ class MetricsObserver(Observer):
         found.starts.add(1, attributes)
 
     def job_stopped(self, job: Any, state: str, held: float) -> None:
-        self._current().hold.record(held, self._with(job.coordinator.prefix, OUTCOME, state))
+        self.instruments.hold.record(held, self._with(job.coordinator.prefix, OUTCOME, state))
 
     def locks_lost(self, job: Any, lost: dict[str, list[str]]) -> None:
-        self._current().lost.add(1, self._with(job.coordinator.prefix, "", ""))
+        self.instruments.lost.add(1, self._with(job.coordinator.prefix, "", ""))
 
     def repaired(self, kind: str, names: tuple[str, ...]) -> None:
         self._current().forced.add(1, self._with(self.prefix, KIND, kind))
