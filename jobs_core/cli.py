@@ -33,6 +33,7 @@ from .errors import (
     ResourceUnavailable,
     StateChanged,
 )
+from .events import WaitProgress
 from .facts import OutputInfo, RunningJob
 from .names import check_io, check_job_id, check_names
 from .namespace import ENV_PREFIX, ENV_URL, resolve_namespace
@@ -191,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_seconds, required=True, metavar="SECONDS",
                    help="the lease: how long the locks stay held without a refresh")
     p.add_argument("--wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for busy or missing resources (default: 0, fail at once)")
+                   help="wait up to this long for busy or missing resources (default: 0, fail at once); "
+                        "what blocks it and who holds it is shown on stderr while it waits")
+    p.add_argument("--progress", type=_seconds, metavar="SECONDS",
+                   help="seconds between reports of a wait (default: 1 on a terminal, where one line is kept "
+                        "up to date, else 30, a line each)")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to start if an output already exists")
     p.add_argument("--no-history", action="store_true", help="do not record lineage edges for this start")
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
@@ -283,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--downstream", dest="direction", action="store_const", const=lineage.DOWNSTREAM,
                      help="only what NAME leads to")
     p.add_argument("--depth", type=_count, metavar="N", help="at most N edges from NAME (default: no limit)")
-    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27) or a "
-                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00); UTC unless a zone is given")
+    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27), a "
+                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00; UTC unless a zone is given) "
+                 "or a time ago (90s, 30m, 1h, 7d, 2w)")
     p.add_argument("--after", type=_when, metavar="TIME", help=when_help.format("after"))
     p.add_argument("--before", type=_when, metavar="TIME", help=when_help.format("before"))
     p.add_argument("-f", "--format", choices=lineage.FORMATS, default="text",
@@ -418,11 +424,46 @@ def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
     return OK if report.can_start else NO
 
 
+class WaitLine:
+    """Shows a waiting job's progress on stderr: on a terminal one line rewritten in place (and
+    cleared when the wait ends), else a line per report. With ``-v`` the jobs_core logger writes
+    each report already, so nothing more is shown."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.live = sys.stderr.isatty() and not verbose
+        self.verbose = verbose
+        self.shown = False
+
+    def __call__(self, job: Any, progress: WaitProgress) -> None:
+        line = printable(f"jobs-core: waiting: {progress.describe()}")
+        if self.live:
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns or 80
+            except (OSError, ValueError):
+                width = 80
+            sys.stderr.write(f"\r\x1b[K{line[:max(width - 1, 20)]}")
+            sys.stderr.flush()
+            self.shown = True
+        elif not self.verbose:
+            err(line)
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
 def cmd_start(args: argparse.Namespace, c: Coordinator) -> int:
+    shown = WaitLine(args.verbose)
+    progress = args.progress or (1.0 if shown.live else 30.0)
     job = c.job(args.inputs, args.outputs, duration=args.duration, wait=args.wait,
                 overwrite=not args.no_overwrite, heartbeat=False, job_id=args.job_id, history=not args.no_history,
-                output_ttl=args.output_ttl, limits=args.limits)
-    job.start()
+                output_ttl=args.output_ttl, limits=args.limits, progress=progress, on_progress=shown)
+    try:
+        job.start()
+    finally:
+        shown.clear()
     out(f"job_id={shlex.quote(job.id)}\ntoken={job.token}\nlease={secs(args.duration)}\n")
     quoted = shlex.quote(job.id)
     err(f"started {job.id!r} with token {job.token}; its locks stay held for {secs(args.duration)}s. Renew them "
