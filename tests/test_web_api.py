@@ -151,6 +151,25 @@ def test_metrics(web: WebServer, c: jobs_core.Coordinator, prefix: str) -> None:
     job.stop()
 
 
+def test_limit_metrics(web: WebServer, c: jobs_core.Coordinator, prefix: str, make_waiters: Any) -> None:
+    c.set_limit("warehouse", 2)
+    holder = c.job([], [], duration=30, limits={"warehouse": 2}).start()
+    make_waiters(["limited-waiter"], [], limits={"warehouse": 1})
+    deadline = time.monotonic() + 10
+    labels = '{limit="warehouse",prefix="' + prefix + '"}'
+    with web.client() as http:
+        while time.monotonic() < deadline:
+            text = http.get("/metrics").text
+            if f"jobs_core_limit_waiting{labels} 1.0" in text:
+                break
+            time.sleep(0.2)
+    assert f"jobs_core_limit_capacity{labels} 2.0" in text
+    assert f"jobs_core_limit_used{labels} 2.0" in text
+    assert f"jobs_core_limit_waiting{labels} 1.0" in text, text
+    assert holder.id not in text and "limited-waiter" not in text
+    holder.stop()
+
+
 def jobspy_job(c: jobs_core.Coordinator, job_id: str, inputs: list[str], outputs: list[str], lease: float = 30
                ) -> None:
     """A running job as a jobs.py client records it: jobs.py accepts any text as a name or job id."""

@@ -90,11 +90,12 @@ class Waiters:
         self.threads: list[threading.Thread] = []
         self.coordinators: list[jobs_core.Coordinator] = []
 
-    def start(self, ids: list[str], outputs: list[str], inputs: tuple[str, ...] = (), wait: float = 20) -> None:
+    def start(self, ids: list[str], outputs: list[str], inputs: tuple[str, ...] = (), wait: float = 20,
+              limits: dict[str, int] | None = None) -> None:
         for job_id in ids:
             coordinator = jobs_core.Coordinator.from_url(self.url, self.prefix)
             self.coordinators.append(coordinator)
-            job = coordinator.job(inputs, outputs, duration=30, wait=wait, job_id=job_id)
+            job = coordinator.job(inputs, outputs, duration=30, wait=wait, job_id=job_id, limits=limits)
 
             def run(job: Any = job) -> None:
                 try:

@@ -1,7 +1,8 @@
 """``/metrics``: the namespace's state in the Prometheus text format (``prometheus-client``).
 
 Gauges of the shared reader's latest snapshot, labelled by ``prefix`` only
-(job ids and names would make a series per run). A registry of the app's
+(job ids and names would make a series per run); the limit gauges add the
+limit's name, which an operator sets (a handful per namespace, not one per run). A registry of the app's
 own, not the library's global one, so two apps in one process (tests, an
 Airflow api-server) do not collide.
 
@@ -48,6 +49,21 @@ def gauges(document: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
                                   labels=["prefix"])
         lease.add_metric([prefix], min(j["left"] for j in running))
         yield lease
+    limits = status.get("limits", [])
+    if limits:
+        families = [
+            GaugeMetricFamily("jobs_core_limit_capacity", "slots a limit allows at once (absent once removed)",
+                              labels=["prefix", "limit"]),
+            GaugeMetricFamily("jobs_core_limit_used", "slots of a limit held by running jobs",
+                              labels=["prefix", "limit"]),
+            GaugeMetricFamily("jobs_core_limit_waiting", "jobs in a limit's line", labels=["prefix", "limit"]),
+        ]
+        for info in limits:
+            if info["capacity"] is not None:
+                families[0].add_metric([prefix, info["name"]], float(info["capacity"]))
+            families[1].add_metric([prefix, info["name"]], float(info["used"]))
+            families[2].add_metric([prefix, info["name"]], float(len(info["line"])))
+        yield from families
 
 
 class _SnapshotCollector(Collector):
