@@ -33,6 +33,7 @@ from .errors import (
     ResourceUnavailable,
     StateChanged,
 )
+from .events import WaitProgress
 from .facts import OutputInfo, RunningJob
 from .names import check_io, check_job_id, check_names
 from .namespace import ENV_PREFIX, ENV_URL, resolve_namespace
@@ -56,7 +57,7 @@ exit codes:
   {CHANGED}    unlock/create: the locks or outputs changed between being shown and the
        confirmation (another job took, released or wrote them); nothing changed:
        run the command again to see the new state
-  {INTERRUPTED}  interrupted (Ctrl-C), except watch, which ends with 0
+  {INTERRUPTED}  interrupted (Ctrl-C), except watch and serve, which end with 0
 """
 
 
@@ -105,6 +106,16 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
     return value
+
+
+def _limit_slots(text: str) -> tuple[str, int]:
+    """``warehouse=2``, or ``warehouse`` for one slot."""
+    name, sep, slots = text.rpartition("=")
+    if not sep:
+        return text, 1
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected LIMIT=SLOTS, e.g. warehouse=1, not {text!r}")
+    return name, _count(slots)
 
 
 def _when(text: str) -> float:
@@ -167,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "1: it is blocked.")
     _names(p)
     p.add_argument("--no-overwrite", action="store_true", help="count existing outputs as blockers")
+    p.add_argument("--limit", dest="limits", action="append", type=_limit_slots, default=[], metavar="LIMIT=SLOTS",
+                   help="slots of a limit the job would take (repeat for several)")
     p.add_argument("--json", action="store_true", help="print the stable JSON document (README: why-blocked --json)")
 
     p = command("start", "start a job from a shell script; its locks stay held after this command exits",
@@ -179,11 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_seconds, required=True, metavar="SECONDS",
                    help="the lease: how long the locks stay held without a refresh")
     p.add_argument("--wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for busy or missing resources (default: 0, fail at once)")
+                   help="wait up to this long for busy or missing resources (default: 0, fail at once); "
+                        "what blocks it and who holds it is shown on stderr while it waits")
+    p.add_argument("--progress", type=_seconds, metavar="SECONDS",
+                   help="seconds between reports of a wait (default: 1 on a terminal, where one line is kept "
+                        "up to date, else 30, a line each)")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to start if an output already exists")
     p.add_argument("--no-history", action="store_true", help="do not record lineage edges for this start")
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
                    help="outputs written by 'stop' expire after this long (default: never)")
+    p.add_argument("--limit", dest="limits", action="append", type=_limit_slots, default=[], metavar="LIMIT=SLOTS",
+                   help="take SLOTS slots of the limit LIMIT with the locks (repeat for several; see 'limit')")
 
     token_help = ("the fencing token printed by start (default: read from the job's jobs:holder:<JOB_ID> "
                   "record in Redis)")
@@ -226,6 +245,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS", help="the outputs expire after this long")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
+    p = command("limit", "shared capacities: set, list or remove a limit that jobs take slots of",
+                "A limit is a named capacity shared by every job of the namespace, whatever runs it (cron, "
+                "Luigi, Airflow): a job asks for slots of it (start --limit warehouse=1, limits= in Python) "
+                "and takes them in the same atomic start as its locks, waiting in the limit's line when it "
+                "is full.")
+    limit = p.add_subparsers(dest="limit_command", metavar="ACTION", required=True)
+    q = limit.add_parser("set", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="set (or change) a limit's capacity",
+                         description="Set the capacity of LIMIT: how many slots jobs may hold at once. A change "
+                                     "takes effect at once: more room starts waiting jobs; less never ends a "
+                                     "holder (new starts wait until use is under it).")
+    q.add_argument("name", metavar="LIMIT")
+    q.add_argument("capacity", type=_count, metavar="CAPACITY", help="slots held at once, from 1 up")
+    q = limit.add_parser("list", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="limits with their use, holders and line",
+                         description="Every limit of the namespace (or those named): capacity, slots used, the "
+                                     "jobs holding slots (token, host, pid, lease) and the jobs in line for "
+                                     "it, first first.")
+    q.add_argument("names", nargs="*", metavar="LIMIT", help="only these limits (default: every one set)")
+    q.add_argument("--json", action="store_true", help="print the stable JSON document (README: limit list --json)")
+    q = limit.add_parser("remove", parents=[common], epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="remove a limit (its holders keep their slots)",
+                         description="Remove LIMIT. Jobs holding slots of it keep them until they stop; jobs "
+                                     "waiting for it, and jobs asking for it later, fail (unknown limit). Asks "
+                                     "for confirmation unless --yes.")
+    q.add_argument("name", metavar="LIMIT")
+    q.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
     p = command("lineage", "upstream/downstream of a job, input or output: text, dot, mermaid or json",
                 "Walk the lineage recorded when jobs start (digit runs fold to *: raw.events.2026-11-27 is "
                 "looked up as raw.events.*). With NAME: what lies upstream and downstream of it (a job id, an "
@@ -238,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--downstream", dest="direction", action="store_const", const=lineage.DOWNSTREAM,
                      help="only what NAME leads to")
     p.add_argument("--depth", type=_count, metavar="N", help="at most N edges from NAME (default: no limit)")
-    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27) or a "
-                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00); UTC unless a zone is given")
+    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27), a "
+                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00; UTC unless a zone is given) "
+                 "or a time ago (90s, 30m, 1h, 7d, 2w)")
     p.add_argument("--after", type=_when, metavar="TIME", help=when_help.format("after"))
     p.add_argument("--before", type=_when, metavar="TIME", help=when_help.format("before"))
     p.add_argument("-f", "--format", choices=lineage.FORMATS, default="text",
@@ -250,7 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between refreshes (default: 2)")
     p.add_argument("--iterations", type=_count, metavar="N", help="stop after N views (default: until Ctrl-C)")
+
+    p = command("serve", "a live web view of the namespace, with a JSON API and Prometheus /metrics",
+                "Serve a page showing running and waiting jobs, names and lineage, updated live, plus the JSON "
+                "documents of status, show, why-blocked and lineage under /api/ and Prometheus metrics at "
+                "/metrics. Read-only unless --allow-repairs; loopback only unless --allow-remote. Needs the "
+                "web extra: pip install 'jobs-core[web]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8765, help="port to listen on (default: 8765)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow an address other than loopback (anyone reaching it can read the namespace)")
+    p.add_argument("--allow-repairs", action="store_true",
+                   help="offer unlock and create on the page (confirmed, logged with the asking address)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0 to 65535")
+    return value
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -322,11 +395,11 @@ def _unreadable(info: OutputInfo, part: str) -> str:
 
 def cmd_status(args: argparse.Namespace, c: Coordinator) -> int:
     now = c.server_time()
-    running, waiting = c.running_jobs(), c.waiting_jobs()
+    running, waiting, limits = c.running_jobs(), c.waiting_jobs(), c.limits()
     if args.json:
-        dump(fmt.status_json(c.prefix, now, running, waiting))
+        dump(fmt.status_json(c.prefix, now, running, waiting, limits))
     else:
-        out(fmt.status_text(c.prefix, now, running, waiting))
+        out(fmt.status_text(c.prefix, now, running, waiting, limits))
     return OK
 
 
@@ -340,9 +413,10 @@ def cmd_show(args: argparse.Namespace, c: Coordinator) -> int:
 
 
 def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
-    if not args.inputs and not args.outputs:
-        raise CliError("give the job's names: --input NAME and/or --output NAME", USAGE)
-    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite)
+    if not args.inputs and not args.outputs and not args.limits:
+        raise CliError("give the job's names: --input NAME and/or --output NAME (and/or --limit LIMIT=SLOTS)",
+                       USAGE)
+    report = c.why_blocked(args.inputs, args.outputs, overwrite=not args.no_overwrite, limits=args.limits)
     if args.json:
         dump(fmt.report_json(report))
     else:
@@ -350,11 +424,46 @@ def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
     return OK if report.can_start else NO
 
 
+class WaitLine:
+    """Shows a waiting job's progress on stderr: on a terminal one line rewritten in place (and
+    cleared when the wait ends), else a line per report. With ``-v`` the jobs_core logger writes
+    each report already, so nothing more is shown."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.live = sys.stderr.isatty() and not verbose
+        self.verbose = verbose
+        self.shown = False
+
+    def __call__(self, job: Any, progress: WaitProgress) -> None:
+        line = printable(f"jobs-core: waiting: {progress.describe()}")
+        if self.live:
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns or 80
+            except (OSError, ValueError):
+                width = 80
+            sys.stderr.write(f"\r\x1b[K{line[:max(width - 1, 20)]}")
+            sys.stderr.flush()
+            self.shown = True
+        elif not self.verbose:
+            err(line)
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
 def cmd_start(args: argparse.Namespace, c: Coordinator) -> int:
+    shown = WaitLine(args.verbose)
+    progress = args.progress or (1.0 if shown.live else 30.0)
     job = c.job(args.inputs, args.outputs, duration=args.duration, wait=args.wait,
                 overwrite=not args.no_overwrite, heartbeat=False, job_id=args.job_id, history=not args.no_history,
-                output_ttl=args.output_ttl)
-    job.start()
+                output_ttl=args.output_ttl, limits=args.limits, progress=progress, on_progress=shown)
+    try:
+        job.start()
+    finally:
+        shown.clear()
     out(f"job_id={shlex.quote(job.id)}\ntoken={job.token}\nlease={secs(args.duration)}\n")
     quoted = shlex.quote(job.id)
     err(f"started {job.id!r} with token {job.token}; its locks stay held for {secs(args.duration)}s. Renew them "
@@ -483,9 +592,9 @@ def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
     if args.name is None and (args.direction or args.depth):
         raise CliError("--upstream, --downstream and --depth need a NAME to start from", USAGE)
     inputs, outputs = c.edges(before=args.before, after=args.after)
-    graph = lineage.build(inputs, outputs, after=args.after, before=args.before)
+    graph = lineage.query(inputs, outputs, args.name, args.direction, args.depth, after=args.after,
+                          before=args.before)
     if args.name is not None:
-        graph = lineage.traverse(graph, args.name, args.direction or lineage.BOTH, args.depth)
         if not graph.roots:
             bounds = " in that time range" if args.after is not None or args.before is not None else ""
             folded = f" (looked up as {printable(graph.start or '')})" if graph.start != args.name else ""
@@ -504,7 +613,7 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         while True:
             try:
                 now = c.server_time()
-                body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs())
+                body = fmt.status_text(c.prefix, now, c.running_jobs(), c.waiting_jobs(), c.limits())
             except redis.RedisError as exc:
                 body = f"Redis error: {describe_error(exc, args.url)}; trying again in {secs(args.interval)}s\n"
             head = f"jobs-core watch: {where}; every {secs(args.interval)}s, Ctrl-C to quit\n"
@@ -518,10 +627,56 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         return OK
 
 
+def cmd_serve(args: argparse.Namespace, c: Coordinator) -> int:
+    try:
+        from .web.security import check_bind
+        from .web.serve import serve
+    except ImportError as exc:
+        raise CliError(f"the web view needs the web extra ({exc.name} is missing): pip install 'jobs-core[web]'",
+                       USAGE) from None
+    refused = check_bind(args.host, args.allow_remote)
+    if refused:
+        raise CliError(refused, USAGE)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    err(f"jobs-core: serving prefix {c.prefix!r} of {printable(hide_password(args.url))} on "
+        f"http://{shown}:{args.port}/ ({'repairs allowed' if args.allow_repairs else 'read-only'}); Ctrl-C to stop")
+    try:
+        serve(args.url, c.prefix, args.host, args.port, allow_remote=args.allow_remote,
+              allow_repairs=args.allow_repairs)
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: the usual way to end
+        pass
+    return OK
+
+
+def cmd_limit(args: argparse.Namespace, c: Coordinator) -> int:
+    if args.limit_command == "set":
+        before = c.set_limit(args.name, args.capacity)
+        was = "was not set" if before is None else f"was {before}"
+        out(f"limit {printable(args.name)}: capacity {args.capacity} ({was})\n")
+        return OK
+    if args.limit_command == "remove":
+        (info,) = c.limits([args.name])
+        if info.capacity is None:
+            raise CliError(f"limit {printable(args.name)} is not set; nothing changed", NO)
+        confirm(args, f"limit {printable(args.name)}: {info.used} slots held by {len(info.holders)} jobs (they "
+                      f"keep them until they stop), {len(info.line)} jobs in line (they will fail)",
+                f"remove limit {printable(args.name)}?")
+        before = c.remove_limit(args.name)
+        out(f"removed limit {printable(args.name)} (capacity was {before})\n")
+        return OK
+    limits = c.limits(args.names or None)
+    now = c.server_time()
+    if args.json:
+        dump(fmt.limits_json(now, limits))
+    else:
+        out(fmt.limits_text(now, limits))
+    return OK if all(i.capacity is not None for i in limits) else NO
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
     "status": cmd_status, "show": cmd_show, "why-blocked": cmd_why_blocked, "start": cmd_start,
     "refresh": cmd_refresh, "stop": cmd_stop, "unlock": cmd_unlock, "create": cmd_create,
-    "lineage": cmd_lineage, "watch": cmd_watch,
+    "lineage": cmd_lineage, "watch": cmd_watch, "limit": cmd_limit, "serve": cmd_serve,
 }
 
 

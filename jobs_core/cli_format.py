@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .display import printable
-from .facts import Blocker, BlockReport, Holder, OutputInfo, RunningJob, Waiter
+from .facts import Blocker, BlockReport, Holder, LimitInfo, OutputInfo, RunningJob, Waiter
+from .names import fold
 
 #: Version of every JSON document the command prints.
 JSON_VERSION = 1
@@ -75,11 +76,22 @@ def _problem_lines(problems: Sequence[str]) -> list[str]:
     return [f"  ! {printable(p)}" for p in problems]
 
 
+def _slots_lines(limits: Sequence[tuple[str, int]], verb: str) -> list[str]:
+    return [f"  {verb} {slots} slot{'s' if slots != 1 else ''} of limit {printable(name)}" for name, slots in limits]
+
+
+def _capacity(info: LimitInfo) -> str:
+    if info.capacity is None:
+        return f"not set ({info.used} slots still held)" if info.used else "not set"
+    return f"{info.used}/{info.capacity} slots used, {info.free} free"
+
+
 # -- text --------------------------------------------------------------------------------------
 
 
-def status_text(prefix: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter]) -> str:
-    """Running jobs (what they read and write, holder, token, lease left), then waiting ones."""
+def status_text(prefix: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter],
+                limits: Sequence[LimitInfo] = ()) -> str:
+    """Running jobs (what they read and write, holder, token, lease left), then waiting ones, then limits."""
     head = f"{len(running)} running, {len(waiting)} waiting (prefix {prefix!r}, server time {when(now)})"
     lines = [head]
     for job in sorted(running, key=lambda j: j.job_id):
@@ -89,12 +101,32 @@ def status_text(prefix: str, now: float, running: Sequence[RunningJob], waiting:
         else:
             lines.append(f"  token {job.token}, host {printable(job.host)} pid {job.pid}, started {when(job.started)}")
         lines.append(f"  lease ends {until(job.expires, now)}")
-        lines += _io_lines(job.inputs, job.outputs) + _problem_lines(job.problems)
+        lines += _io_lines(job.inputs, job.outputs) + _slots_lines(job.limits, "holds") + _problem_lines(job.problems)
     for w in sorted(waiting, key=lambda w: w.job_id):
         lines += ["", f"waiting  {printable(w.job_id)}"]
         lines.append(f"  host {printable(w.host)} pid {w.pid}, waiting since {when(w.since)}, gives up "
                      f"{until(w.deadline, now)}")
-        lines += _io_lines(w.inputs, w.outputs) + _problem_lines(w.problems)
+        lines += _io_lines(w.inputs, w.outputs) + _slots_lines(w.limits, "asks") + _problem_lines(w.problems)
+    for info in limits:
+        lines += ["", f"limit    {printable(info.name)}: {_capacity(info)}, {len(info.line)} in line"]
+    return "\n".join(lines) + "\n"
+
+
+def limits_text(now: float, limits: Sequence[LimitInfo]) -> str:
+    """Each limit: capacity and use, its holders (slots, facts, lease), then its line in order."""
+    if not limits:
+        return "no limits set (jobs-core limit set NAME CAPACITY)\n"
+    lines: list[str] = []
+    for info in limits:
+        if lines:
+            lines.append("")
+        lines.append(f"limit {printable(info.name)}: {_capacity(info)}")
+        for holder, slots in info.holders:
+            lines.append(f"  held    {slots} by {who(holder)}, lease ends {until(holder.expires, now)}")
+        for place, (waiter, slots) in enumerate(info.line, 1):
+            lines.append(f"  {place:>3}.   {slots} asked by {printable(waiter.job_id)} (host {printable(waiter.host)} "
+                         f"pid {waiter.pid}), waiting since {when(waiter.since)}")
+        lines += _problem_lines(info.problems)
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +202,36 @@ def holder_json(h: Holder | None, now: float) -> dict[str, Any] | None:
             "token": h.token, "host": h.host, "pid": h.pid, "started": h.started, "problems": list(h.problems)}
 
 
-def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter]) -> dict[str, Any]:
+def lineage_name(job: RunningJob) -> str | None:
+    """A running job's name in lineage edges: as its start recorded it, its id folded for a jobs.py
+    client's job (as jobs.py records it), None when it records none or the record does not say."""
+    if job.lineage is None and job.token is None:
+        return fold(job.job_id)
+    return job.lineage or None
+
+
+def _slots_json(limits: Sequence[tuple[str, int]]) -> dict[str, int]:
+    return dict(limits)
+
+
+def limit_json(info: LimitInfo, now: float) -> dict[str, Any]:
+    """One limit: ``{"name", "capacity", "used", "free", "holders": [...], "line": [...], "problems"}``."""
+    return {
+        "name": info.name, "capacity": info.capacity, "used": info.used, "free": info.free,
+        "holders": [{**(holder_json(h, now) or {}), "slots": slots} for h, slots in info.holders],
+        "line": [{"job_id": w.job_id, "slots": slots, "host": w.host, "pid": w.pid, "since": w.since,
+                  "deadline": w.deadline} for w, slots in info.line],
+        "problems": list(info.problems),
+    }
+
+
+def limits_json(now: float, limits: Sequence[LimitInfo]) -> dict[str, Any]:
+    """The ``limit list --json`` document (see the README for the schema)."""
+    return {"version": JSON_VERSION, "server_time": now, "limits": [limit_json(i, now) for i in limits]}
+
+
+def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting: Sequence[Waiter],
+                limits: Sequence[LimitInfo] = ()) -> dict[str, Any]:
     """The ``status --json`` document (see the README for the schema)."""
     return {
         "version": JSON_VERSION,
@@ -179,15 +240,18 @@ def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting:
         "running": [
             {"job_id": j.job_id, "inputs": list(j.inputs), "outputs": list(j.outputs), "expires": j.expires,
              "left": j.expires - now, "token": j.token, "host": j.host, "pid": j.pid, "started": j.started,
-             "client": "jobspy" if j.token is None else "jobs_core",
+             "client": "jobspy" if j.token is None else "jobs_core", "limits": _slots_json(j.limits),
+             "lineage": lineage_name(j),
              "problems": list(j.problems)}
             for j in sorted(running, key=lambda j: j.job_id)
         ],
         "waiting": [
             {"job_id": w.job_id, "inputs": list(w.inputs), "outputs": list(w.outputs), "deadline": w.deadline,
-             "left": w.deadline - now, "host": w.host, "pid": w.pid, "since": w.since, "problems": list(w.problems)}
+             "left": w.deadline - now, "host": w.host, "pid": w.pid, "since": w.since,
+             "limits": _slots_json(w.limits), "lineage": w.lineage or None, "problems": list(w.problems)}
             for w in sorted(waiting, key=lambda w: w.job_id)
         ],
+        "limits": [limit_json(i, now) for i in limits],
     }
 
 

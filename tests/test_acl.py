@@ -21,8 +21,8 @@ import jobs_core
 pytestmark = pytest.mark.deploy
 
 #: The commands of the README's ACL line (standalone server).
-COMMANDS = ("evalsha script|load time get set mget mset del exists incr pttl pexpire hget hgetall hmget hset "
-            "zadd zrem zrange zrangebyscore zscore zremrangebyscore zcard publish subscribe").split()
+COMMANDS = ("evalsha script|load time get set mget mset del exists incr pttl pexpire hget hgetall hmget hset hdel "
+            "zadd zrem zrange zrangebyscore zcount zscore zremrangebyscore zcard publish subscribe").split()
 #: What a cluster client needs besides: sharded pub/sub and the cluster's layout.
 CLUSTER_COMMANDS = "spublish ssubscribe cluster|slots cluster|shards command".split()
 #: redis-py names itself on connecting (Redis >= 7.2, Valkey); refused, it goes on, but the ACL log fills.
@@ -62,6 +62,13 @@ def every_operation(c: jobs_core.Coordinator, make_async) -> None:
     assert c.unlock(["in"], ["b"]) == 1
     c.job(["a"], ["c"], duration=5, heartbeat=False, job_id="shell").start()
     assert c.stop_job("shell") == "written"
+    c.set_limit("wh", 1)  # limits: set, taken, waited for (a line), shown, removed
+    limited = c.job([], [], limits={"wh": 1}, duration=5).start()
+    threading.Timer(0.3, limited.stop).start()
+    with c.job([], [], limits={"wh": 1}, duration=5, wait=10):
+        (info,) = c.limits(["wh"])
+        assert info.used == 1
+    assert c.remove_limit("wh") == 1
 
     async def main():
         ac = make_async()

@@ -120,8 +120,8 @@ def assignments(out: str) -> dict[str, str]:
 def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     commands = list(COMMANDS)
     assert commands == ["status", "show", "why-blocked", "start", "refresh", "stop", "unlock", "create", "lineage",
-                        "watch"]
-    for argv in ([], *([c] for c in commands)):
+                        "watch", "limit", "serve"]
+    for argv in ([], *([c] for c in commands), ["limit", "set"], ["limit", "list"], ["limit", "remove"]):
         with pytest.raises(SystemExit) as done:
             main([*argv, "--help"])
         assert done.value.code == 0
@@ -211,18 +211,20 @@ def test_status_lists_running_and_waiting_jobs(mode_cli: Cli) -> None:
         thread.join(10)
     assert started.is_set()
     waiter.stop()
-    assert set(doc) == {"version", "prefix", "server_time", "running", "waiting"}
+    assert set(doc) == {"version", "prefix", "server_time", "running", "waiting", "limits"}
+    assert doc["limits"] == []
     assert doc["version"] == 1 and doc["prefix"] == cli.prefix
     [job] = doc["running"]
     assert set(job) == {"job_id", "inputs", "outputs", "expires", "left", "token", "host", "pid", "started",
-                        "client", "problems"}
-    assert job["problems"] == []
+                        "client", "limits", "lineage", "problems"}
+    assert job["problems"] == [] and job["limits"] == {} and job["lineage"] == "transform"
     assert job["job_id"] == "transform" and job["token"] == running.token and job["client"] == "jobs_core"
     assert job["inputs"] == ["raw.events.2026-11-27"] and job["outputs"] == ["clean.ünï \"q\""]
     assert job["pid"] == os.getpid() and 25 < job["left"] <= 30
     assert abs(job["expires"] - doc["server_time"] - job["left"]) < 1e-6
     [wait] = doc["waiting"]
-    assert set(wait) == {"job_id", "inputs", "outputs", "deadline", "left", "host", "pid", "since", "problems"}
+    assert set(wait) == {"job_id", "inputs", "outputs", "deadline", "left", "host", "pid", "since", "limits",
+                         "lineage", "problems"}
     assert wait["job_id"] == "late" and wait["outputs"] == ["clean.ünï \"q\""] and 0 < wait["left"] <= 20
     assert text.code == 0
     assert "1 running, 1 waiting" in text.out and "running  transform\n" in text.out

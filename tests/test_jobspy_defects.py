@@ -417,6 +417,11 @@ def test_every_key_a_script_touches_lies_in_its_namespace(server: RedisServer, c
         with pytest.raises(LockLost):
             d.stop()
         assert c.server_time() > 0
+        c.set_limit("m.limit", 1)  # limits: set, held, waited for, granted by a release, removed
+        e = c.job([], [], duration=5, heartbeat=False, limits={"m.limit": 1}).start()
+        threading.Timer(0.15, e.stop).start()
+        c.job([], [], duration=5, heartbeat=False, wait=2, limits={"m.limit": 1}).start().stop()
+        c.remove_limit("m.limit")
         with legacy.ResourceManager(["m.in"], ["m.legacy"], 5):
             pass
         runs = monitor.script_runs()

@@ -299,6 +299,17 @@ def test_example_pipeline_runs(redis7, prefix):
     c.close()
 
 
+def test_example_pipeline_reads_its_luigi_cfg_when_luigi_came_first(tmp_path):
+    """As under ``luigi --module pipeline ...``: Luigi is imported before the pipeline module."""
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    env["PYTHONPATH"] = str(ROOT / "examples" / "luigi")
+    code = "import luigi, pipeline; from jobs_luigi.config import jobs; print(jobs().wait, jobs().duration)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["120.0", "30.0"]  # examples/luigi/luigi.cfg's, not the defaults (600, 60)
+
+
 # -- pieces ----------------------------------------------------------------------------------------
 
 def test_tasks_and_targets_pickle(ns, tmp_path):

@@ -135,6 +135,11 @@ def connection_options(conn: Any) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def target_from_connection(conn: Any, prefix: str | None = None) -> Target:
+    """The namespace of an Airflow connection (type ``jobs_core`` or ``redis``), ``prefix`` winning if given."""
+    return JobsHook(prefix=prefix)._resolve(conn)
+
+
 class JobsHook(BaseHook):
     """Builds jobs_core coordinators from Airflow settings.
 

@@ -4,9 +4,10 @@ Tasks made by :func:`jobs_airflow.operators.with_jobs_lock` and ``@task.jobs``
 answer the OpenLineage provider's ``get_openlineage_facets_on_start``,
 ``..._on_complete`` and ``..._on_failure``: their jobs_core inputs are input
 datasets, their outputs output datasets (not on failure: nothing was written),
-added to whatever the wrapped operator reports itself. A dataset's namespace
-is ``$JOBS_OPENLINEAGE_NAMESPACE``, else the namespace's Redis URL without
-credentials or options (``redis://host:6379/0``); its name is ``<prefix><name>``.
+added to whatever the wrapped operator reports itself. Datasets are named as
+the core's own OpenLineage events name them (:mod:`jobs_core.openlineage`):
+namespace ``$JOBS_OPENLINEAGE_NAMESPACE``, else where Redis is
+(``redis://host:6379/0``, no credentials); name ``<prefix><name>``.
 
 Used only when the provider (``apache-airflow-providers-openlineage``) is
 installed and configured; lineage never fails a task (errors are logged).
@@ -17,21 +18,10 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from jobs_core.openlineage import ENV_NAMESPACE, redis_namespace
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the OpenLineage namespace of jobs_core datasets.
-ENV_NAMESPACE = "JOBS_OPENLINEAGE_NAMESPACE"
-
-
-def dataset_namespace(url: str) -> str:
-    """``$JOBS_OPENLINEAGE_NAMESPACE``, else ``url`` without user, password, query or fragment."""
-    if os.environ.get(ENV_NAMESPACE):
-        return os.environ[ENV_NAMESPACE]
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _names(value: Any) -> list[str]:
@@ -60,11 +50,15 @@ def task_lineage(task: Any, own: Any, written: bool) -> Any:
     lineage = own if own is not None else OperatorLineage()
     try:
         settings = task.jobs_settings
-        target = JobsHook(redis_conn_id=settings["redis_conn_id"], redis_url=settings["redis_url"],
-                          prefix=settings["prefix"]).target()
-        namespace = dataset_namespace(target.url)
-        inputs = [Dataset(namespace=namespace, name=f"{target.prefix}{n}") for n in _names(task.jobs_inputs)]
-        outputs = [Dataset(namespace=namespace, name=f"{target.prefix}{n}") for n in _names(task.jobs_outputs)]
+        coordinator = JobsHook(redis_conn_id=settings["redis_conn_id"], redis_url=settings["redis_url"],
+                               prefix=settings["prefix"]).get_conn()
+        try:  # the namespace the core's own OpenLineage events give the same datasets
+            namespace = os.environ.get(ENV_NAMESPACE) or redis_namespace(coordinator.client)
+            prefix = coordinator.prefix
+        finally:
+            coordinator.close()
+        inputs = [Dataset(namespace=namespace, name=f"{prefix}{n}") for n in _names(task.jobs_inputs)]
+        outputs = [Dataset(namespace=namespace, name=f"{prefix}{n}") for n in _names(task.jobs_outputs)]
     except Exception:
         log.warning("jobs_core: could not describe the lineage of task %s", getattr(task, "task_id", "?"),
                     exc_info=True)

@@ -17,11 +17,15 @@ class jobs(luigi.Config):  # lower case: Luigi reads a config class from the sec
         prefix = etl:
         duration = 60
         wait = 600
+        progress = 30
+        output_ttl = 604800
+        limits = {"warehouse": 1}
 
     A task overrides any of them with the class attributes (or insignificant
-    parameters) ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration`` and
-    ``jobs_wait``; a :class:`~jobs_luigi.JobsTarget` with ``redis_url=`` or
-    ``prefix=`` overrides the first two.
+    parameters) ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration``,
+    ``jobs_wait``, ``jobs_progress``, ``jobs_output_ttl`` and ``jobs_limits``;
+    a :class:`~jobs_luigi.JobsTarget` with ``redis_url=`` or ``prefix=``
+    overrides the first two.
     """
 
     # insignificant and private: kept out of the section's repr and out of what a scheduler shows,
@@ -35,6 +39,14 @@ class jobs(luigi.Config):  # lower case: Luigi reads a config class from the sec
         default=60.0, description="lease of every lock, in seconds; a heartbeat renews it every third of that")
     wait = luigi.FloatParameter(
         default=600.0, description="seconds run() waits for busy resources before it fails (and Luigi may retry)")
+    progress = luigi.FloatParameter(
+        default=30.0, description="seconds between the reports of a wait (status message in luigid, INFO log); "
+                                  "0: none")
+    output_ttl = luigi.OptionalFloatParameter(
+        default=None, description="seconds a written output lasts (unset: the namespace's default, no expiry)")
+    limits: luigi.DictParameter = luigi.DictParameter(
+        default={}, description='slots of shared capacity every task takes with its locks, as JSON: '
+                                '{"warehouse": 1} (see jobs-core limit set)')
 
 
 def resolve(redis_url: str | None, prefix: str | None) -> tuple[str, str]:

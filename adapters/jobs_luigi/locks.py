@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jobs_core import ConfigurationError, Job, ResourceUnavailable
 from jobs_core.connect import namespace_id
 from jobs_core.display import printable
+from jobs_core.events import WaitProgress
 from jobs_core.urls import hide_password
 
 from .clients import coordinator
@@ -47,10 +48,19 @@ class Locks:
         duration: lease of every lock, in seconds.
         wait: seconds each start may wait for busy resources.
         on_lost: called (in a heartbeat thread) with a job that lost a lock.
+        limits: slots of shared capacity (``{limit: slots}``) taken by the main job,
+            which is in the outputs' namespace, else in ``space`` (the task's own).
+        space: the task's configured namespace, for limits when it has no jobs outputs.
+        output_ttl: seconds the written outputs last (None: the namespace's default).
+        progress: seconds between the reports of a wait (None: none), passed to ``on_progress``.
+        on_progress: called with each report of a wait (:class:`jobs_core.events.WaitProgress`).
     """
 
     def __init__(self, task_id: str, job_id: str, outputs: list[JobsTarget], inputs: list[JobsTarget],
-                 complete: Callable[[], bool], duration: float, wait: float, on_lost: Callable[[Job], Any]) -> None:
+                 complete: Callable[[], bool], duration: float, wait: float, on_lost: Callable[[Job], Any], *,
+                 limits: Mapping[str, int] | None = None, space: Namespace | None = None,
+                 output_ttl: float | None = None, progress: float | None = 30.0,
+                 on_progress: Callable[[Job, WaitProgress], Any] | None = None) -> None:
         self.task_id = task_id
         self.job_id = job_id
         self.output_targets = outputs
@@ -59,6 +69,11 @@ class Locks:
         self.duration = duration
         self.wait = wait
         self.on_lost = on_lost
+        self.limits = dict(limits or {})
+        self.space = space
+        self.output_ttl = output_ttl
+        self.progress = progress
+        self.on_progress = on_progress
         #: The namespace of the outputs (None if there are none) and their names; set by :meth:`take`.
         self.home: Namespace | None = None
         self.outputs: list[str] = []
@@ -99,6 +114,12 @@ class Locks:
                 skip, recheck = self._take_outputs(self.home, inputs.get(self.home, []), deadline)
                 if skip is not None:
                     return skip
+            elif self.limits:  # no jobs outputs: the limits are taken in the task's own namespace
+                if self.space is None:
+                    raise ConfigurationError(f"{self.task_id}: jobs_limits need a namespace (jobs_redis_url, "
+                                             "[jobs] redis_url or $JOBS_REDIS_URL)")
+                space = self._space(self.space)
+                self._start(space, inputs.get(space, []), [], deadline, overwrite=True)
             for ns, names in inputs.items():
                 if ns not in self._held:
                     self._start(ns, names, [], deadline, overwrite=True)
@@ -142,12 +163,19 @@ class Locks:
 
     def _start(self, ns: Namespace, inputs: list[str], outputs: list[str], deadline: float,
                overwrite: bool) -> Job:
-        """Start one job in ``ns``; its id is the task's, with ``.<n>`` for the n-th more in one namespace."""
+        """Start one job in ``ns``; its id is the task's, with ``.<n>`` for the n-th more in one namespace.
+
+        The first job started (the main one) takes the limits; a job with outputs gets the output TTL."""
         n = sum(1 for j in self.jobs if j.coordinator is coordinator(*ns))
+        options: dict[str, Any] = {}
+        if not self.jobs and self.limits:
+            options["limits"] = self.limits
+        if outputs and self.output_ttl is not None:
+            options["output_ttl"] = self.output_ttl
         job = coordinator(*ns).job(
             inputs, outputs, duration=self.duration, wait=max(deadline - time.monotonic(), 0.0),
-            overwrite=overwrite, heartbeat=True, on_lost=self.on_lost,
-            job_id=self.job_id if n == 0 else f"{self.job_id}.{n}")
+            overwrite=overwrite, heartbeat=True, on_lost=self.on_lost, progress=self.progress,
+            on_progress=self.on_progress, job_id=self.job_id if n == 0 else f"{self.job_id}.{n}", **options)
         job.start()
         self.jobs.append(job)
         self._held.setdefault(ns, set()).update(inputs, outputs)

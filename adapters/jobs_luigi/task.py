@@ -8,7 +8,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import luigi
@@ -16,9 +16,11 @@ from luigi.task import flatten
 
 from jobs_core import InvalidArgument, InvalidName, Job, NotRunning
 from jobs_core.display import printable
+from jobs_core.events import WaitProgress
+from jobs_core.limits import check_limits
 from jobs_core.names import check_job_id
 
-from .config import jobs
+from .config import jobs, resolve
 from .locks import Locks
 from .target import JobsTarget
 
@@ -73,9 +75,13 @@ class JobsTaskMixin:
       skipped (:meth:`on_jobs_skip`).
     * The task pickles while run() executes (Luigi's cluster task types pickle
       ``self`` there): a copy holds no locks, and cannot release the original's.
-    * ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration`` and ``jobs_wait``
-      override the ``[jobs]`` section of luigi.cfg (class attributes or
-      insignificant parameters; None: the section's value).
+    * ``jobs_redis_url``, ``jobs_prefix``, ``jobs_duration``, ``jobs_wait``,
+      ``jobs_progress``, ``jobs_output_ttl`` and ``jobs_limits`` override the
+      ``[jobs]`` section of luigi.cfg (class attributes or insignificant
+      parameters; None: the section's value).
+    * While run() waits for its locks, the task's status message (and progress
+      bar) in luigid say what blocks it and who holds it, every ``jobs_progress``
+      seconds (:meth:`on_jobs_wait`).
     """
 
     jobs_output: ClassVar[str | Sequence[str] | None] = None
@@ -84,6 +90,9 @@ class JobsTaskMixin:
     jobs_prefix: str | None = None
     jobs_duration: float | None = None
     jobs_wait: float | None = None
+    jobs_progress: float | None = None
+    jobs_output_ttl: float | None = None
+    jobs_limits: Mapping[str, int] | None = None
     _jobs_locks: Locks | None = None
 
     if TYPE_CHECKING:  # what the mixin uses of luigi.Task
@@ -221,18 +230,50 @@ class JobsTaskMixin:
         returns nothing is written and the task fails. Override to stop work early.
         """
 
+    def on_jobs_wait(self, job: Job, progress: WaitProgress) -> None:
+        """Called while run() waits for its locks: when the wait begins, then every ``jobs_progress``
+        seconds. Sets the task's status message (what blocks it, who holds it; escaped, as anyone
+        sharing the Redis chooses names and ids) and its progress percentage (the share of
+        ``jobs_wait`` used), which luigid shows."""
+        message = printable(f"waiting for its locks: {progress.describe()}")
+        set_status = getattr(self, "set_status_message", None)
+        if callable(set_status):
+            set_status(message)
+        set_percentage = getattr(self, "set_progress_percentage", None)
+        total = progress.waited + progress.left
+        if callable(set_percentage) and total > 0:
+            set_percentage(min(100, round(100 * progress.waited / total)))
+
+    def _jobs_started(self, locks: Locks) -> None:
+        """After a wait: the status message says the locks are held (luigid keeps the last message)."""
+        waited = max((job.waited or 0.0 for job in locks.jobs), default=0.0)
+        if not any(job.blockers for job in locks.jobs):
+            return
+        set_status = getattr(self, "set_status_message", None)
+        if callable(set_status):
+            set_status(f"running: took its locks after waiting {waited:.1f}s")
+        set_percentage = getattr(self, "set_progress_percentage", None)
+        if callable(set_percentage):
+            set_percentage(0)
+
     def _jobs_take(self) -> Locks | None:
         """Take the locks for one run(); None if run() is to be skipped."""
         section = jobs()
+        limits = section.limits if self.jobs_limits is None else self.jobs_limits
+        progress = section.progress if self.jobs_progress is None else self.jobs_progress
         locks = Locks(self.task_id, self.jobs_job_id, jobs_targets(self.output()), self.jobs_input_targets(),
                       complete=self.complete,
                       duration=section.duration if self.jobs_duration is None else self.jobs_duration,
                       wait=section.wait if self.jobs_wait is None else self.jobs_wait,
-                      on_lost=self.on_jobs_lost)
+                      on_lost=self.on_jobs_lost, limits=dict(check_limits(limits)), progress=progress or None,
+                      space=resolve(self.jobs_redis_url, self.jobs_prefix) if limits else None,
+                      output_ttl=section.output_ttl if self.jobs_output_ttl is None else self.jobs_output_ttl,
+                      on_progress=self.on_jobs_wait)
         writers = locks.take()
         if writers is not None:
             self.on_jobs_skip(writers)
             return None
+        self._jobs_started(locks)
         return locks
 
 

@@ -30,13 +30,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-os.environ.setdefault("LUIGI_CONFIG_PATH", str(Path(__file__).with_name("luigi.cfg")))
+import luigi
+from jobs_luigi import JobsExternalTask, JobsTask
 
-import luigi  # noqa: E402  (after LUIGI_CONFIG_PATH)
-from jobs_luigi import JobsExternalTask, JobsTask  # noqa: E402
+import jobs_core
+from jobs_core.embedded import server_url
 
-import jobs_core  # noqa: E402
-from jobs_core.embedded import server_url  # noqa: E402
+# Luigi reads $LUIGI_CONFIG_PATH once, when it is first imported (by `luigi --module ...` before this
+# file is): adding the path here works however the pipeline is started. An exported one wins.
+if "LUIGI_CONFIG_PATH" not in os.environ:
+    luigi.configuration.add_config_path(str(Path(__file__).with_name("luigi.cfg")))
 
 REGIONS = ("eu", "us")
 WORK = 0.5  # seconds each task pretends to work, so that the two builds overlap
