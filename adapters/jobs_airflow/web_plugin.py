@@ -61,7 +61,7 @@ def _connect() -> tuple[Any, str]:
         raise jobs_core.ConfigurationError(
             f"no Redis configured for the jobs_core page: create the Airflow connection {conn_id!r} (or set "
             f"[jobs_core] web_conn_id), set {ENV_URL} for the api-server, or create {DEFAULT_CONN_ID!r}")
-    where = hide_password(target.url) if target.url else f"Airflow {target.source}"
+    where = f"Airflow {target.source}" if target.source.startswith("connection ") else hide_password(target.url)
     coordinator: jobs_core.AsyncCoordinator = target.coordinator(asyncio=True)
     return coordinator, where
 
