@@ -5,8 +5,8 @@ report is written (Airflow 3).
 Copy it into your DAGs folder and say where the jobs_core namespace is: an Airflow connection
 ``jobs_core_default`` (type ``jobs_core``; ``redis_default`` works too), or ``JOBS_REDIS_URL`` /
 ``JOBS_PREFIX`` on the workers, the triggerer and the dag-processor. Set the warehouse limit once
-per namespace (``jobs_core.Coordinator.from_env().set_limit("warehouse", 2)``): every task of
-``reporting_events`` takes one of its slots, as do the cron jobs that load the warehouse.
+per namespace (``jobs-core limit set warehouse 2``): every task of ``reporting_events`` takes
+one of its slots, as do the cron jobs that load the warehouse.
 
 ``scripts/test-airflow`` runs it as shipped: ``airflow dags test reporting_events 2026-11-27``
 after writing ``raw.events.2026-11-27`` (``jobs-core create raw.events.2026-11-27``).
