@@ -867,6 +867,15 @@ def test_deferrable_tasks_wait_for_busy_locks_in_the_triggerer(jobs_env):
         assert written_by_task(c, name, "jobs_lock_wait", task_id)
 
 
+def test_jobs_deferrable_defaults_to_airflows_default_deferrable(monkeypatch):
+
+    locked = with_jobs_lock(BaseOperator)
+    assert locked(task_id="a").jobs_settings["deferrable"] is False
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert locked(task_id="b").jobs_settings["deferrable"] is True
+    assert locked(task_id="c", jobs_deferrable=False).jobs_settings["deferrable"] is False
+
+
 def test_a_deferred_lock_wait_fails_at_jobs_wait_naming_the_blockers(jobs_env):
     from jobs_airflow.triggers import JobsLockWaitTrigger
 
