@@ -1052,6 +1052,24 @@ def test_connection_password_is_hidden_in_the_target(monkeypatch):
 HOSTILE = "evil\x1b[2J\nFORGED: all good\u202e"
 
 
+def test_a_sensor_timing_out_in_a_worker_names_the_blockers(jobs_env):
+    """Poke mode: Airflow's time-out would say only that time ran out; the sensor's says what blocked."""
+    from jobs_airflow.sensors import JobsInputSensor
+    from jobs_airflow.version_compat import AirflowSensorTimeout
+
+    holder = jobs_env.coordinator.job([], ["sensed.busy"], duration=30, job_id="cron-writing-it").start()
+    try:
+        sensor = JobsInputSensor(task_id="wait", inputs=["sensed.busy", "sensed.missing"], redis_url=jobs_env.url,
+                                 prefix=jobs_env.prefix, timeout=0.3, poke_interval=0.1, mode="poke")
+        with pytest.raises(AirflowSensorTimeout) as err:
+            sensor.execute({})
+    finally:
+        holder.stop()
+    message = str(err.value)
+    assert "not ready within 0.3s" in message and "cron-writing-it" in message, message
+    assert "input_missing: 'sensed.missing'" in message, message
+
+
 def escaped(text):
     return not any(ch in text for ch in "\x1b\n\u202e") and "\\x1b" in text
 

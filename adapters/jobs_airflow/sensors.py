@@ -20,7 +20,8 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
     """Succeeds once every input exists and is not being written.
 
     In ``poke`` and ``reschedule`` modes each poke is one ``why_blocked``
-    check; with ``deferrable=True`` the wait moves to the triggerer
+    check (a time-out names what still blocked at the last one); with
+    ``deferrable=True`` the wait moves to the triggerer
     (:class:`jobs_airflow.triggers.JobsInputTrigger`), woken by jobs_core's
     push notifications, and the worker slot is freed. The sensor's
     ``timeout`` is also the trigger's deadline.
@@ -51,6 +52,8 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
         self.prefix = prefix
         self.deferrable = deferrable
         self.poll_interval = arguments.seconds(poll_interval, "poll_interval", minimum=0.001)
+        #: What blocked the inputs at the last poke (for the time-out's message).
+        self._blockers: list[str] = []
 
     def _names(self) -> list[str]:
         """The inputs, rendered by now (a list of names)."""
@@ -67,12 +70,20 @@ class JobsInputSensor(NameFields, BaseSensorOperator):
         finally:
             coordinator.close()
         if not report.can_start:
-            self.log.info("jobs_core inputs not ready: %s", printable("; ".join(b.describe() for b in report.blockers)))
+            self._blockers = [printable(b.describe()) for b in report.blockers]
+            self.log.info("jobs_core inputs not ready: %s", "; ".join(self._blockers))
         return report.can_start
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            self._blockers = []
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as exc:  # say what still blocked, as the deferrable mode does
+                if not self._blockers:
+                    raise
+                raise AirflowSensorTimeout(printable(f"jobs_core inputs {self._names()} not ready within "
+                                                     f"{self.timeout}s: ") + "; ".join(self._blockers)) from exc
         if self.poke(context):
             return None
         hook = self.hook
