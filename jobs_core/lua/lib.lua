@@ -519,8 +519,11 @@ queues = function()
     -- tell them (id_line: q is the line of a job id). Stops at the first that keeps its turn; one
     -- that waits in vain (an existing output) is told to look (it then leaves). At most SCAN_MAX
     -- entries are judged; if more are left, the next one is told to look for itself (its own try
-    -- goes on from there).
-    local function scan(q, id_line)
+    -- goes on from there). On a limit's line (limit_line) a waiter that keeps its turn for another
+    -- reason than the limit only keeps the slots it asks for: those behind it that fit in the rest
+    -- are started too (their blockers() count what it keeps), and the scan stops at the first one
+    -- blocked by the limit itself.
+    local function scan(q, id_line, limit_line)
         local from, looked, page = 0, 0, 2
         while looked < SCAN_MAX do
             local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
@@ -554,7 +557,7 @@ queues = function()
                             end
                         else
                             local st = standing(e, q, NOBODY, 0, list)
-                            if st == 'on' or st == 'strict' then
+                            if st == 'on' or (st == 'strict' and not limit_line) then
                                 return
                             end
                         end
@@ -585,7 +588,7 @@ local function scan_lines(names, lims)
         scan(k_queue(n), false)
     end
     for _, l in ipairs(lims or {}) do
-        scan(k_limitq(l[1]), false)
+        scan(k_limitq(l[1]), false, true)
     end
 end
 
