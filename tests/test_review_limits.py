@@ -105,3 +105,38 @@ def test_a_waiter_behind_a_head_that_leaves_room_is_started_by_the_release(coord
     c.stop_all()
     for t in (t_first, t_head, t_small):
         t.join(5)
+
+
+# -- wait_ready on a limit --------------------------------------------------------------------------
+
+
+def test_wait_ready_on_a_limit_is_woken_by_the_release_and_by_a_raised_capacity(coord):
+    """wait_ready(limits=...) sleeps on the namespace's broadcast of changed names: a release of
+    slots and a capacity change must wake it too, not only its next look (10 s)."""
+    c, other = coord(), coord()
+    c.set_limit("w", 1)
+    holder = other.job([], [], duration=30, limits={"w": 1}).start()
+    out: dict = {}
+
+    def ready():
+        t0 = time.monotonic()
+        try:
+            out["report"] = c.wait_ready(limits={"w": 1}, timeout=5)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out["report"] = exc
+        out["after"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=ready, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    holder.stop()
+    thread.join(6)
+    assert getattr(out["report"], "can_start", False) and out["after"] < 1.5, out
+    holder = other.job([], [], duration=30, limits={"w": 1}).start()
+    thread = threading.Thread(target=ready, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    other.set_limit("w", 2)
+    thread.join(6)
+    assert getattr(out["report"], "can_start", False) and out["after"] < 1.5, out
+    holder.stop()

@@ -25,6 +25,7 @@ if h[1] == 'running' and h[2] == r.nonce then
 end
 if queued or released == 1 then
     OUTBOX.names = r.names
+    OUTBOX.lims = r.lims
     scan_lines(r.names, r.lims)
     if released == 1 and redis.call('EXISTS', k_idqueue(r.id)) == 1 then
         queues().scan(k_idqueue(r.id), true)

@@ -35,8 +35,9 @@ local K_WAKE = PREFIX .. 'jobs:wake'
 local K_LIMITS = PREFIX .. 'jobs:limits'
 
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
--- waiting jobs; on the namespace channel, the names whose state changed
-local OUTBOX = {channels = {}, order = {}, names = {}, publish = 'PUBLISH'}
+-- waiting jobs; on the namespace channel, the names whose state changed and, as 'jobs:limit:<l>'
+-- (no name has that form), the limits whose slots or capacity changed (lims: {{limit, slots}...})
+local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
 
 local function notify(ch, line)
     if not ch or ch == '' then
@@ -56,8 +57,18 @@ local function flush()
     for _, ch in ipairs(OUTBOX.order) do
         redis.pcall(OUTBOX.publish, K_WAKE .. ':' .. ch, table.concat(OUTBOX.channels[ch], '\n'))
     end
-    if #OUTBOX.names > 0 then
-        redis.pcall(OUTBOX.publish, K_WAKE, cjson.encode(OUTBOX.names))
+    local changed = OUTBOX.names
+    if #OUTBOX.lims > 0 then
+        changed = {}
+        for i, n in ipairs(OUTBOX.names) do
+            changed[i] = n
+        end
+        for _, l in ipairs(OUTBOX.lims) do
+            changed[#changed + 1] = 'jobs:limit:' .. l[1]
+        end
+    end
+    if #changed > 0 then
+        redis.pcall(OUTBOX.publish, K_WAKE, cjson.encode(changed))
     end
 end
 

@@ -12,6 +12,7 @@ else
     redis.call('HSET', K_LIMITS, ARGV[2], ARGV[3])
 end
 -- more room, or a limit now unknown to those waiting: they start or learn it
-scan_lines({}, {{ARGV[2], 0}})
+OUTBOX.lims = {{ARGV[2], 0}}
+scan_lines({}, OUTBOX.lims)
 flush()
 return before

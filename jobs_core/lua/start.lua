@@ -77,6 +77,7 @@ if mode == 'wait' then
         if record or r.ticket > 0 then
             unqueue(r)
             OUTBOX.names = r.names
+            OUTBOX.lims = r.lims
             scan_lines(r.names, r.lims)
             flush()
         end
