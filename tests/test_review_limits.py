@@ -140,3 +140,124 @@ def test_wait_ready_on_a_limit_is_woken_by_the_release_and_by_a_raised_capacity(
     thread.join(6)
     assert getattr(out["report"], "can_start", False) and out["after"] < 1.5, out
     holder.stop()
+
+
+# -- two limits: a big waiter among streams of small jobs on each ---------------------------------
+
+SMALL_STREAM = """
+import sys, threading, time
+import jobs_core
+url, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+c = jobs_core.Coordinator.from_url(url, prefix, poll=30)
+end = time.monotonic() + seconds
+def loop(limit):
+    while time.monotonic() < end:
+        try:
+            job = c.job([], [], limits={limit: 1}, wait=2).start()
+        except jobs_core.ResourceUnavailable:
+            continue
+        time.sleep(0.1)
+        job.stop()
+threads = [threading.Thread(target=loop, args=(l,)) for l in ("a", "b") for _ in range(3)]
+for t in threads:
+    t.start()
+print("ready", flush=True)
+for t in threads:
+    t.join()
+c.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_big_job_on_two_limits_is_not_starved_by_streams_of_small_jobs_on_each(coord, redis7, prefix):
+    """A job asking 2 of 3 slots of ``a`` and 2 of 3 of ``b`` is blocked on each by the other's
+    holders, so each line may pass it (a limit held by jobs that passed nobody is another reason).
+    Jobs that pass it are marked passers; once only passers hold, it keeps its turn in both lines
+    and starts: within about one hold of the jobs then holding, not never."""
+    import subprocess
+    import sys
+
+    c = coord()
+    c.set_limit("a", 3)
+    c.set_limit("b", 3)
+    proc = subprocess.Popen([sys.executable, "-c", SMALL_STREAM, redis7.url, prefix, "8"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        big = c.job([], [], limits={"a": 2, "b": 2}, wait=7, job_id="big")
+        t0 = time.monotonic()
+        big.start()
+        took = time.monotonic() - t0
+        print("big waited", took)
+        assert took < 3
+        (a,), (b,) = c.limits(["a"]), c.limits(["b"])
+        assert a.used <= 3 and b.used <= 3
+        big.stop()
+    finally:
+        proc.terminate()  # the process this test started
+        proc.wait(10)
+        proc.stdout.close()
+
+
+# -- a waiter that keeps slots gives up: the ones behind it start at once ---------------------------
+
+
+@pytest.mark.parametrize("how", ["deadline", "cancel", "close", "stop_all", "interrupt"])
+def test_a_reserving_waiter_that_gives_up_lets_the_ones_behind_it_start_at_once(coord, redis7, prefix, how):
+    """Capacity 3, one slot held; ``big`` (3 slots) waits first and keeps its slots, ``small`` (1)
+    waits behind it. Whatever ends big's wait must leave its place at once, and the release of its
+    reservation starts small (2 slots free) in the same call."""
+    c, cb = coord(), coord()
+    c.set_limit("w", 3)
+    holder = c.job([], [], duration=30, limits={"w": 1}, job_id="holder").start()
+    small = c.job([], [], limits={"w": 1}, wait=10, job_id="small")
+    marks: dict = {}
+
+    def small_then_give_up(give_up):
+        """Once big is in line, put small behind it, then end big's wait with ``give_up``."""
+        assert until(lambda: in_line(c, "w") == ["big"])
+        marks["small"] = started_in(small)
+        assert until(lambda: in_line(c, "w") == ["big", "small"])
+        time.sleep(0.3)
+        marks["at"] = time.monotonic()
+        give_up()
+
+    if how == "cancel":
+        async def main():
+            ac = jobs_core.AsyncCoordinator(redis7.async_client(), prefix, poll=30)
+            try:
+                task = asyncio.ensure_future(ac.job([], [], limits={"w": 3}, wait=10, job_id="big").start())
+                loop = asyncio.get_running_loop()
+                await asyncio.to_thread(small_then_give_up, lambda: loop.call_soon_threadsafe(task.cancel))
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                await ac.aclose()
+        asyncio.run(main())
+    elif how == "interrupt":
+        import os
+        import signal
+        def interrupt():  # a real SIGINT: it cuts the main thread's sleep short, as Ctrl-C does
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=small_then_give_up, args=(interrupt,), daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            cb.job([], [], limits={"w": 3}, wait=10, job_id="big").start()
+    else:
+        big = cb.job([], [], limits={"w": 3}, wait=1.0 if how == "deadline" else 10, job_id="big")
+        t_big, r_big = started_in(big)
+        give_up = {"deadline": lambda: None, "close": cb.close, "stop_all": cb.stop_all}[how]
+        small_then_give_up(give_up)
+        t_big.join(5)
+        if how == "deadline":
+            marks["at"] = time.monotonic()
+            assert isinstance(r_big["state"], ResourceUnavailable), r_big
+        else:
+            assert isinstance(r_big["state"], jobs_core.CoordinatorClosed), r_big
+    thread, result = marks["small"]
+    assert until(lambda: result.get("state") == "started", 3), result
+    assert time.monotonic() - marks["at"] < 1.5
+    assert in_line(c, "w") == [] and c.waiting_jobs() == []
+    small.stop()
+    holder.stop()
+    thread.join(5)
