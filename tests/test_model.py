@@ -321,7 +321,9 @@ class Model:
 
     def scan(self, q: list[JobModel], n: str | None, s: float, r: float) -> None:
         """A release's look at one line: start, in order, those that can run; tell those that cannot
-        ever (an existing output); stop at the first that keeps its turn."""
+        ever (an existing output); stop at the first that keeps its turn (on the limit's line, at the
+        first blocked by the limit itself: one keeping its turn for another reason keeps its slots,
+        and those behind it that fit in the rest start)."""
         for e in list(q):
             if not e.waiting:
                 continue
@@ -340,7 +342,7 @@ class Model:
                 if n is None:
                     if found[0][0] == "job_running":
                         return
-                elif self.standing(e, n, "", 0, s, r) in ("on", "strict"):
+                elif self.standing(e, n, "", 0, s, r) in (("on",) if n == LIMIT else ("on", "strict")):
                     return
 
     def scan_names(self, names: Any, s: float, r: float) -> None:
@@ -786,6 +788,11 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             before, _, s, r = self.step(lambda: c.set_limit(LIMIT, capacity) if capacity else c.remove_limit(LIMIT))
             m = self.model
             assert before == m.capacity
+            if capacity and m.capacity and capacity < m.capacity:
+                # less room: whoever asks for more than there now is leaves the line at once, told
+                for e in [e for e in m.queue[LIMIT] if e.waiting and e.slots > capacity]:
+                    m.unqueue(e)
+                    m.nudged.add(e.nonce)
             m.capacity = capacity or None
             m.scan_names([LIMIT], s, r)
             self.grants_published()

@@ -261,3 +261,164 @@ def test_a_reserving_waiter_that_gives_up_lets_the_ones_behind_it_start_at_once(
     small.stop()
     holder.stop()
     thread.join(5)
+
+
+# -- capacity changes reach every waiter concerned --------------------------------------------------
+
+
+def test_lowering_the_capacity_below_a_waiters_ask_fails_it_at_once_wherever_it_stands(coord):
+    """A waiter asking for more slots than the new capacity can never start (LimitTooSmall). The
+    change must tell it at once even when a waiter ahead of it keeps its turn, and the waiters
+    behind it go on waiting in order."""
+    c = coord()
+    c.set_limit("w", 3)
+    holder = c.job([], [], duration=30, limits={"w": 3}, job_id="holder").start()
+    jobs = {name: c.job([], [], limits={"w": n}, wait=10, job_id=name)
+            for name, n in [("one", 1), ("three", 3), ("two", 2)]}
+    runs = {}
+    for name, job in jobs.items():
+        runs[name] = started_in(job)
+        assert until(lambda name=name: name in in_line(c, "w"))
+    t0 = time.monotonic()
+    assert c.set_limit("w", 2) == 3
+    thread, result = runs["three"]
+    thread.join(3)
+    assert isinstance(result.get("state"), LimitTooSmall) and time.monotonic() - t0 < 1.5, result
+    assert in_line(c, "w") == ["one", "two"]
+    holder.stop()  # 2 free: one (1) starts; two (2) waits for it
+    assert until(lambda: runs["one"][1].get("state") == "started")
+    assert in_line(c, "w") == ["two"]
+    jobs["one"].stop()
+    assert until(lambda: runs["two"][1].get("state") == "started")
+    jobs["two"].stop()
+
+
+def test_removing_a_limit_fails_every_waiter_of_its_line(coord):
+    c, other = coord(), coord()
+    c.set_limit("w", 1)
+    c.set_limit("v", 1)
+    holder = c.job([], [], duration=30, limits={"w": 1, "v": 1}).start()
+    runs = [started_in(other.job([], [], limits={"w": 1, "v": 1} if i % 2 else {"w": 1}, wait=10))
+            for i in range(4)]
+    assert until(lambda: len(in_line(c, "w")) == 4 and len(in_line(c, "v")) == 2)
+    c.remove_limit("w")
+    for thread, result in runs:
+        thread.join(3)
+        assert isinstance(result.get("state"), jobs_core.UnknownLimit), result
+    assert in_line(c, "v") == [] and c.waiting_jobs() == []
+    holder.stop()
+
+
+# -- crossed asks, several coordinators, one id ---------------------------------------------------
+
+
+def test_crossed_asks_on_two_limits_do_not_deadlock(coord):
+    """x asks a:2 b:1, y asks b:2 a:1, both blocked; each keeps its turn in both lines, in the one
+    order they began to wait, so releases start them one after the other."""
+    c, cx, cy = coord(), coord(), coord()
+    c.set_limit("a", 2)
+    c.set_limit("b", 2)
+    ha = c.job([], [], duration=30, limits={"a": 1}).start()
+    hb = c.job([], [], duration=30, limits={"b": 1}).start()
+    x = cx.job([], [], limits={"a": 2, "b": 1}, wait=10, job_id="x")
+    y = cy.job([], [], limits={"b": 2, "a": 1}, wait=10, job_id="y")
+    rx = started_in(x)
+    assert until(lambda: waiting(c) == ["x"])
+    ry = started_in(y)
+    assert until(lambda: waiting(c) == ["x", "y"])
+    assert in_line(c, "a") == ["x", "y"] and in_line(c, "b") == ["x", "y"]
+    hb.stop()  # b has 2 free, but x is ahead in b's line and keeps the 1 it asks for: y waits
+    time.sleep(0.2)
+    assert "state" not in rx[1] and "state" not in ry[1]
+    ha.stop()  # x starts; then b has 1 free and a 0: y waits for x
+    assert until(lambda: rx[1].get("state") == "started", 2)
+    assert "state" not in ry[1]
+    x.stop()
+    assert until(lambda: ry[1].get("state") == "started", 2)
+    assert {i.name: i.used for i in c.limits()} == {"a": 1, "b": 2}
+    y.stop()
+
+
+def test_one_job_id_from_two_coordinators_holds_its_slots_once(coord):
+    """A second start of a running id waits for the first (job_running), not for the limit; the
+    first's stop hands it the id and the slots it frees, and the count never goes over."""
+    c1, c2 = coord(), coord()
+    c1.set_limit("w", 2)
+    first = c1.job([], [], duration=30, limits={"w": 2}, job_id="same").start()
+    second = c2.job([], [], limits={"w": 2}, wait=10, job_id="same")
+    thread, result = started_in(second)
+    assert until(lambda: waiting(c1) == ["same"])
+    with pytest.raises(ResourceUnavailable) as caught:
+        c2.job([], [], limits={"w": 1}, job_id="same").start()
+    assert "job_running" in caught.value.reasons
+    first.stop()
+    thread.join(3)
+    assert result["state"] == "started"
+    (info,) = c1.limits()
+    assert info.used == 2 and [(h.token, n) for h, n in info.holders] == [(second.token, 2)]
+    second.stop()
+    assert c1.limits()[0].used == 0
+
+
+def test_a_limit_and_a_name_of_the_same_text_are_independent(coord):
+    c = coord()
+    c.set_limit("report", 1)
+    job = c.job([], ["report"], limits={"report": 1}).start()
+    assert c.output_info("report").write_lock.job_id == job.id and c.limits()[0].used == 1
+    job.stop()
+    assert c.written(["report"]).keys() == {"report"} and c.limits()[0].used == 0
+    reader = c.job(["report"], ["out"], limits={"report": 1}).start()
+    reader.stop()
+    assert c.limits()[0].capacity == 1
+
+
+def test_a_lapsed_start_does_not_release_the_slots_a_later_start_of_its_id_holds(coord):
+    """Slot members are named by job id (``same#1``): a later start of the id takes the same
+    members. The lapsed start's refresh and stop must say LockLost and leave them alone."""
+    c1, c2 = coord(), coord()
+    c1.set_limit("w", 2)
+    first = c1.job([], ["x"], duration=0.3, heartbeat=False, limits={"w": 2}, job_id="same").start()
+    time.sleep(0.4)
+    second = c2.job([], ["y"], duration=30, limits={"w": 1}, job_id="same").start()
+    with pytest.raises(LockLost):
+        first.refresh()
+    with pytest.raises(LockLost):
+        first.stop()
+    (info,) = c1.limits()
+    assert info.used == 1 and [(h.token, n) for h, n in info.holders] == [(second.token, 1)]
+    assert c1.why_blocked(limits={"w": 2}).reasons == {"limit_full": ["w"]}
+    second.stop()
+    assert c1.written(["x", "y"]).keys() == {"y"} and c1.limits()[0].used == 0
+
+
+# -- replays: a reply lost in flight, the call sent again -----------------------------------------
+
+
+def test_replayed_starts_and_leaves_with_limits_take_and_release_once(coord):
+    c = coord()
+    c.set_limit("w", 3)
+    job = c.job([], ["x"], duration=5, heartbeat=False, limits={"w": 2}).start()
+    plan = job._plan
+    nonce = c.client.hget(c.prefix + "jobs:holder:" + job.id, "nonce")
+    nonce = nonce.decode() if isinstance(nonce, bytes) else nonce
+    reply = c.scripts.start(plan.keys, plan.start_args(nonce))
+    assert int(reply[0]) == 1 and int(reply[1]) == job.token
+    assert c.limits()[0].used == 2  # not 4
+    job.stop()
+    # a waiter granted by a release, whose give-up is then sent twice
+    holder = c.job([], [], duration=30, limits={"w": 3}, job_id="holder").start()
+    waiter = c.job([], [], limits={"w": 2}, wait=5, job_id="waiter")
+    wplan = waiter._plan_now()
+    blocked = c.scripts.start(wplan.keys, wplan.start_args("n1", "wait", 5, ""))
+    assert int(blocked[0]) == 0 and in_line(c, "w") == ["waiter"]
+    holder.stop()  # grants the waiter: it holds 2 slots for call n1
+    assert [h.job_id for h, _ in c.limits()[0].holders] == ["waiter"]
+    other = c.job([], [], duration=30, limits={"w": 1}, job_id="other").start()
+    assert list(c.scripts.leave(wplan.keys, wplan.leave_args("n1")))[:2] == [0, 1]  # released
+    assert [h.job_id for h, _ in c.limits()[0].holders] == ["other"]
+    again = c.job([], [], duration=30, limits={"w": 2}, job_id="waiter").start()  # its id again
+    assert list(c.scripts.leave(wplan.keys, wplan.leave_args("n1")))[:2] == [0, 0]  # the replay: nothing
+    assert sorted((h.job_id, n) for h, n in c.limits()[0].holders) == [("other", 1), ("waiter", 2)]
+    again.stop()
+    other.stop()
+    assert c.limits()[0].used == 0 and in_line(c, "w") == []

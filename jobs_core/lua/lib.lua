@@ -585,7 +585,7 @@ queues = function()
         end
     end
 
-    QUEUES = {line = line, scan = scan, standing = standing}
+    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks}
     return QUEUES
 end
 
