@@ -275,7 +275,8 @@ class Model:
             passed = p
             if e is not None:
                 found.append(("limit_queued", LIMIT, e))
-        for n in [*inputs, *outputs]:
+        # per name index, as the server reports them: a name both read and written is in line twice
+        for n, reason in [*((n, "input_queued") for n in inputs), *((n, "output_queued") for n in outputs)]:
             if w is None:
                 # a newcomer: compatible with readers only if it only reads n
                 reads_only = n in inputs and n not in outputs
@@ -292,7 +293,7 @@ class Model:
                 e, p = self.line(w, n, host, 0, s, r)
             passed = passed or p
             if e is not None:
-                found.append(("input_queued" if n in inputs else "output_queued", n, e))
+                found.append((reason, n, e))
         return found, passed
 
     def waiters(self) -> list[JobModel]:
