@@ -8,6 +8,8 @@ of its own.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +18,8 @@ import pytest
 import jobs_core
 from jobs_core import LimitTooSmall, LockLost, ResourceUnavailable
 
-from .conftest import keyspace
+from .conftest import CLUSTER, CLUSTER_BACKENDS, _backend
+from .test_cli import clean_env
 
 
 def started_in(job):
@@ -55,14 +58,21 @@ def waiting(c):
     return sorted(w.job_id for w in c.waiting_jobs())
 
 
+@pytest.fixture(params=["redis7"] + (CLUSTER_BACKENDS[:1] if CLUSTER else []))
+def server(request):
+    """Redis 7 (and a Redis Cluster with ``JOBS_TEST_CLUSTER=1``): the behaviour under review is in
+    the scripts, the same on every backend; tests/test_limits.py runs them all."""
+    return _backend(request.param, request)
+
+
 @pytest.fixture
-def coord(redis7, prefix):
-    """Coordinators (poll 30 s) on new clients of one Redis server, closed at the end."""
+def coord(server, prefix):
+    """Coordinators (poll 30 s) on new clients of one server, closed at the end."""
     made = []
 
     def make(**kwargs):
         kwargs.setdefault("poll", 30)
-        c = jobs_core.Coordinator(redis7.client(), prefix, **kwargs)
+        c = jobs_core.Coordinator(server.client(), prefix, **kwargs)
         made.append(c)
         return c
 
@@ -169,18 +179,15 @@ c.close()
 
 
 @pytest.mark.slow
-def test_a_big_job_on_two_limits_is_not_starved_by_streams_of_small_jobs_on_each(coord, redis7, prefix):
+def test_a_big_job_on_two_limits_is_not_starved_by_streams_of_small_jobs_on_each(coord, server, prefix):
     """A job asking 2 of 3 slots of ``a`` and 2 of 3 of ``b`` is blocked on each by the other's
     holders, so each line may pass it (a limit held by jobs that passed nobody is another reason).
     Jobs that pass it are marked passers; once only passers hold, it keeps its turn in both lines
     and starts: within about one hold of the jobs then holding, not never."""
-    import subprocess
-    import sys
-
     c = coord()
     c.set_limit("a", 3)
     c.set_limit("b", 3)
-    proc = subprocess.Popen([sys.executable, "-c", SMALL_STREAM, redis7.url, prefix, "8"],
+    proc = subprocess.Popen([sys.executable, "-c", SMALL_STREAM, server.url, prefix, "8"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -204,7 +211,7 @@ def test_a_big_job_on_two_limits_is_not_starved_by_streams_of_small_jobs_on_each
 
 
 @pytest.mark.parametrize("how", ["deadline", "cancel", "close", "stop_all", "interrupt"])
-def test_a_reserving_waiter_that_gives_up_lets_the_ones_behind_it_start_at_once(coord, redis7, prefix, how):
+def test_a_reserving_waiter_that_gives_up_lets_the_ones_behind_it_start_at_once(coord, server, prefix, how):
     """Capacity 3, one slot held; ``big`` (3 slots) waits first and keeps its slots, ``small`` (1)
     waits behind it. Whatever ends big's wait must leave its place at once, and the release of its
     reservation starts small (2 slots free) in the same call."""
@@ -225,7 +232,7 @@ def test_a_reserving_waiter_that_gives_up_lets_the_ones_behind_it_start_at_once(
 
     if how == "cancel":
         async def main():
-            ac = jobs_core.AsyncCoordinator(redis7.async_client(), prefix, poll=30)
+            ac = jobs_core.AsyncCoordinator(server.async_client(), prefix, poll=30)
             try:
                 task = asyncio.ensure_future(ac.job([], [], limits={"w": 3}, wait=10, job_id="big").start())
                 loop = asyncio.get_running_loop()
@@ -422,3 +429,71 @@ def test_replayed_starts_and_leaves_with_limits_take_and_release_once(coord):
     again.stop()
     other.stop()
     assert c.limits()[0].used == 0 and in_line(c, "w") == []
+
+
+# -- a limit and a name at once: who waits for whom ------------------------------------------------
+
+
+def test_slots_freed_while_a_waiters_name_is_busy_go_to_the_next_and_the_name_waits_one_hold(coord, server):
+    """``both`` waits for x (held by a job that passed nobody) and for w's only slot. When the slot
+    comes free, ``both`` cannot run, so it is passed: ``small`` behind it takes the slot (and is
+    marked a passer). When x comes free, ``both`` waits only for that passer now: it keeps x's
+    turn (a newcomer writing x waits), and the passer's release starts it."""
+    c = coord()
+    c.set_limit("w", 1)
+    slot = c.job([], [], duration=30, limits={"w": 1}, job_id="slot").start()
+    x = c.job([], ["x"], duration=30, job_id="x-holder").start()
+    both = c.job([], ["x"], limits={"w": 1}, wait=10, job_id="both")
+    t_both, r_both = started_in(both)
+    assert until(lambda: in_line(c, "w") == ["both"])
+    small = c.job([], [], limits={"w": 1}, wait=10, job_id="small")
+    t_small, r_small = started_in(small)
+    assert until(lambda: in_line(c, "w") == ["both", "small"])
+    slot.stop()
+    assert until(lambda: r_small.get("state") == "started", 2)
+    assert c.client.hget(c.prefix + "jobs:holder:small", "passer") in (b"1", "1")
+    x.stop()
+    time.sleep(0.1)
+    assert "state" not in r_both and c.output_info("x").write_lock is None  # x stays free for it
+    # a newcomer of another process (one of the passer's own may pass: README, Bounds)
+    r = subprocess.run([sys.executable, "-m", "jobs_core", "start", "newcomer", "-o", "x",
+                        "--duration", "30"], capture_output=True,
+                       text=True, env=clean_env(server.url, c.prefix), timeout=30)
+    assert r.returncode == 1 and "output_queued" in r.stderr, r.stderr
+    small.stop()
+    assert until(lambda: r_both.get("state") == "started", 2)
+    assert c.output_info("x").write_lock.job_id == "both" and c.limits()[0].used == 1
+    both.stop()
+    for t in (t_both, t_small):
+        t.join(5)
+
+
+def test_a_heartbeat_keeps_the_slots_past_the_first_lease(coord):
+    c = coord()
+    c.set_limit("w", 1)
+    job = c.job([], ["x"], duration=0.4, limits={"w": 1}).start()  # heartbeat on (the default)
+    time.sleep(1.2)
+    assert c.why_blocked(limits={"w": 1}).reasons == {"limit_full": ["w"]}
+    job.stop()
+    assert c.written(["x"]).keys() == {"x"} and c.limits()[0].used == 0
+
+
+def test_async_wait_ready_on_a_limit_is_woken_by_the_release(coord, server, prefix):
+    c = coord()
+    c.set_limit("w", 1)
+    holder = c.job([], [], duration=30, limits={"w": 1}).start()
+
+    async def main():
+        ac = jobs_core.AsyncCoordinator(server.async_client(), prefix, poll=30)
+        try:
+            task = asyncio.ensure_future(ac.wait_ready(limits={"w": 1}, timeout=5))
+            await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            await asyncio.to_thread(holder.stop)
+            report = await task
+            return report, time.monotonic() - t0
+        finally:
+            await ac.aclose()
+
+    report, after = asyncio.run(main())
+    assert report.can_start and after < 1.5
