@@ -497,3 +497,26 @@ def test_async_wait_ready_on_a_limit_is_woken_by_the_release(coord, server, pref
 
     report, after = asyncio.run(main())
     assert report.can_start and after < 1.5
+
+
+# -- a slots key clobbered by something else --------------------------------------------------------
+
+
+def test_a_clobbered_slots_key_does_not_keep_a_holder_from_releasing_its_names(coord):
+    """Something wrote a string over ``jobs:limit:w`` while a job held a slot: its refresh and
+    stop report the slot lost (LockLost), and the stop still releases its names, as a stop that
+    lost a lock does; limits() flags the key. (Starts asking for w fail with Redis's error until
+    the key is deleted.)"""
+    c = coord()
+    c.set_limit("w", 2)
+    job = c.job([], ["y"], duration=30, limits={"w": 1}).start()
+    key = c.prefix + "jobs:limit:w"
+    c.client.delete(key)
+    c.client.set(key, "garbage")
+    with pytest.raises(LockLost) as caught:
+        job.refresh()
+    assert caught.value.lost == {"limit_lost": ["w"]}
+    with pytest.raises(LockLost):
+        job.stop()
+    assert c.output_info("y").write_lock is None and c.written(["y"]) == {}
+    assert c.limits()[0].problems == ("slots of limit 'w': the key is not a zset",)

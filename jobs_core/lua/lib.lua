@@ -613,7 +613,12 @@ local function release(id, owned, names, nin, lims)
         local held = true
         for i = 1, l[2] do
             local member = id .. '#' .. i
-            local score = redis.call('ZSCORE', k, member)
+            -- pcall: a slots key of another type (garbage) must not keep a stop from releasing the
+            -- job's names; its slots are lost then
+            local score = redis.pcall('ZSCORE', k, member)
+            if type(score) ~= 'string' then
+                score = false
+            end
             held = held and score and tonumber(score) > NOW
             if score then
                 redis.call('ZREM', k, member)
