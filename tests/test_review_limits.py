@@ -520,3 +520,34 @@ def test_a_clobbered_slots_key_does_not_keep_a_holder_from_releasing_its_names(c
         job.stop()
     assert c.output_info("y").write_lock is None and c.written(["y"]) == {}
     assert c.limits()[0].problems == ("slots of limit 'w': the key is not a zset",)
+
+
+# -- bad input and big numbers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.remove_limit("bad\x00name"), lambda c: c.remove_limit(""), lambda c: c.remove_limit(5),
+    lambda c: c.limits("warehouse"), lambda c: c.limits(["ok", "bad\nname"]), lambda c: c.limits([None]),
+    lambda c: c.set_limit("w", 10**9 + 1), lambda c: c.set_limit(("w",), 1), lambda c: c.set_limit("a -> b", 1),
+    lambda c: c.job([], [], limits={"w": 2**63}), lambda c: c.job([], [], limits={"w": float("nan")}),
+    lambda c: c.job([], [], limits=[["w", 1, 2]]), lambda c: c.job([], [], limits={("w",): 1}),
+    lambda c: c.wait_ready(limits={"w": 0}, timeout=1),
+])
+def test_more_bad_input_writes_nothing(coord, call):
+    c = coord()
+    with pytest.raises((jobs_core.InvalidArgument, jobs_core.InvalidType)):
+        call(c)
+    assert list(c.client.scan_iter(match=c.prefix + "*")) == []
+
+
+def test_a_job_taking_the_most_slots_of_a_huge_limit(coord):
+    c = coord()
+    assert c.set_limit("big", 10**9) is None
+    t0 = time.monotonic()
+    jobs = [c.job([], [], limits={"big": 1000}).start() for _ in range(5)]
+    assert c.limits()[0].used == 5000
+    for job in jobs:
+        job.refresh()
+        job.stop()
+    assert time.monotonic() - t0 < 3 and c.limits()[0].used == 0
+    assert c.remove_limit("big") == 10**9 and c.limits() == []
