@@ -551,3 +551,22 @@ def test_a_job_taking_the_most_slots_of_a_huge_limit(coord):
         job.stop()
     assert time.monotonic() - t0 < 3 and c.limits()[0].used == 0
     assert c.remove_limit("big") == 10**9 and c.limits() == []
+
+
+# -- a holder record reused by a later start of the same id -----------------------------------------
+
+
+def test_a_later_start_of_an_id_without_limits_does_not_inherit_the_earlier_starts_limits(coord):
+    """The holder record of a stopped start stays a while (it answers a repeated stop); a later
+    start of the same id writes its own record over it. The earlier start's ``limits`` field must
+    not survive into it: running_jobs() would show slots it does not hold, and a stop from outside
+    would try to release them, find them not held and write nothing (LockLost)."""
+    c = coord()
+    c.set_limit("w", 2)
+    c.job([], ["x"], limits={"w": 2}, job_id="same").start().stop()
+    job = c.job([], ["x"], duration=30, job_id="same").start()
+    assert {j.job_id: j.limits for j in c.running_jobs()} == {"same": ()}
+    assert c.stop_job("same", failed=False) == "written"
+    assert c.written(["x"]).keys() == {"x"}
+    with pytest.raises(LockLost):
+        job.stop()  # stopped from outside

@@ -35,8 +35,9 @@ local K_WAKE = PREFIX .. 'jobs:wake'
 local K_LIMITS = PREFIX .. 'jobs:limits'
 
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
--- waiting jobs; on the namespace channel, the names whose state changed and, as 'jobs:limit:<l>'
--- (no name has that form), the limits whose slots or capacity changed (lims: {{limit, slots}...})
+-- waiting jobs; on the namespace channel, the names whose state changed and the limits whose
+-- slots or capacity changed (lims: {{limit, slots}...}), each as the key of its slots without the
+-- prefix, jobs:limit:<l> (no name has that form)
 local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
 
 local function notify(ch, line)
@@ -64,7 +65,7 @@ local function flush()
             changed[i] = n
         end
         for _, l in ipairs(OUTBOX.lims) do
-            changed[#changed + 1] = 'jobs:limit:' .. l[1]
+            changed[#changed + 1] = string.sub(k_limit(l[1]), #PREFIX + 1)  -- its slots key, unprefixed
         end
     end
     if #changed > 0 then
@@ -287,11 +288,11 @@ local function take(r, lease_ms)
             end
         end
     end
-    local written = redis.pcall('HSET', k_holder(r.id), unpack(holder))
-    if type(written) == 'table' and written.err then
-        redis.call('DEL', k_holder(r.id))
-        redis.call('HSET', k_holder(r.id), unpack(holder))
-    end
+    -- written afresh: the record an earlier start of the id left (it answers a repeated stop for
+    -- a while) must lend this start none of its fields (its limits, ended_by, forced), and a key of
+    -- another type there goes too
+    redis.call('DEL', k_holder(r.id))
+    redis.call('HSET', k_holder(r.id), unpack(holder))
     redis.call('PEXPIRE', k_holder(r.id), lease_ms)
     local io = {}
     for i, n in ipairs(r.names) do
