@@ -615,8 +615,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if not found:
                 assert int(reply[0]) == 1, (reply, m.queue)
                 m.take(jm, passed, s, r)
-                if jm.inputs:
-                    m.scan_names(jm.inputs, s, r)
+                if jm.inputs or jm.slots:  # readers beside it, and the limit's line behind it
+                    m.scan_names([*jm.inputs] + ([LIMIT] if jm.slots else []), s, r)
                 self._adopt(jm, int(reply[1]), s, jm.lease)
                 self.grants_published()
                 return

@@ -570,3 +570,28 @@ def test_a_later_start_of_an_id_without_limits_does_not_inherit_the_earlier_star
     assert c.written(["x"]).keys() == {"x"}
     with pytest.raises(LockLost):
         job.stop()  # stopped from outside
+
+
+# -- a holder's lease lapses: who finds out ---------------------------------------------------------
+
+
+def test_after_a_lapse_the_waiters_behind_the_head_that_fit_start_with_it(coord):
+    """Nobody announces a lapse: the head of the line looks when the dead holder's lease ends and
+    starts by its own try. A job behind it that fits in the slots left must start then too, not at
+    its own next look (it waits for the head's place, up to 10 s)."""
+    c = coord()
+    c.set_limit("w", 4)
+    c.job([], [], duration=0.5, heartbeat=False, limits={"w": 3}, job_id="dead").start()
+    head = c.job([], [], limits={"w": 2}, wait=10, job_id="head")
+    t_head, r_head = started_in(head)
+    assert until(lambda: in_line(c, "w") == ["head"])
+    small = c.job([], [], limits={"w": 1}, wait=10, job_id="small")
+    t_small, r_small = started_in(small)
+    assert until(lambda: in_line(c, "w") == ["head", "small"])
+    assert until(lambda: r_head.get("state") == "started", 3)
+    assert until(lambda: r_small.get("state") == "started", 2), in_line(c, "w")
+    assert c.limits()[0].used == 3
+    head.stop()
+    small.stop()
+    t_head.join(5)
+    t_small.join(5)
