@@ -20,6 +20,8 @@ HEADLINE = (
     "contention",
     "reader_relay",
     "async_cycles",
+    "limit_share",
+    "limit_cycle",
 )
 SCALING = (
     "scaling_keys",

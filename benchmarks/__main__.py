@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from .headline import (
     idle_waiter_load,
     reader_relay,
 )
+from .libs import ENV_OBSERVERS, OBSERVERS, install_sdk, observers_mode
+from .limits import limit_cycle, limit_share
 from .profiling import profile
 from .report import (
     document,
@@ -54,6 +57,8 @@ RUNNERS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "contention": contention,
     "reader_relay": reader_relay,
     "async_cycles": async_cycles,
+    "limit_share": limit_share,
+    "limit_cycle": limit_cycle,
     "scaling_keys": scaling_keys,
     "scaling_running": scaling_running,
     "scaling_waiters": scaling_waiters,
@@ -79,6 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--report", type=Path, default=None, metavar="FILE",
                     help="write the results, machine and load into FILE's generated block (benchmarks/RESULTS.md)")
+    ap.add_argument("--observers", choices=OBSERVERS, default=None,
+                    help=f"observers of the timed jobs_core coordinators (default: ${ENV_OBSERVERS}, else default): "
+                         "none; default, as the library makes them (metrics on the OpenTelemetry API, "
+                         "OpenLineage if the environment configures it); sdk, the same with an OpenTelemetry "
+                         "SDK recording")
     ap.add_argument("--profile", action="store_true",
                     help="also print per-command server time and the hottest Python functions of a cycle")
     return ap.parse_args(argv)
@@ -102,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         sys.exit(f"unknown metrics: {', '.join(sorted(unknown))}; known: {', '.join(METRICS)}")
     params = QUICK if args.quick else FULL
+    if args.observers is not None:
+        os.environ[ENV_OBSERVERS] = args.observers  # worker processes read it too
+    install_sdk()
+    print(f"benchmarks: observers {observers_mode()}", file=sys.stderr)
     started, load_before, info = time.time(), load(), machine()
     results: dict[str, dict[str, Any]] = {}
     for kind in ("redis", "valkey") if args.server == "both" else (args.server,):

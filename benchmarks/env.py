@@ -33,6 +33,10 @@ class Params:
     relay_hold_s: float         # how long each of their reads holds it
     relay_wait_s: float         # how long the writer among them may wait
     relay_reps: int
+    limit_procs: int            # processes sharing one limit
+    limit_capacity: int
+    limit_jobs: int             # jobs per process
+    limit_hold_s: float         # how long each holds its slot
     async_coroutines: int
     async_block_s: float
     async_rounds: int
@@ -49,6 +53,7 @@ QUICK = Params(
     idle_many=5, idle_window_s=0.3, idle_window_jobs_core_s=0.3, drain_waiters=5, drain_reps=1,
     contention_procs=4, contention_iterations=20, contention_reps=1,
     relay_readers=3, relay_hold_s=0.1, relay_wait_s=1.0, relay_reps=1,
+    limit_procs=4, limit_capacity=2, limit_jobs=5, limit_hold_s=0.005,
     async_coroutines=20, async_block_s=0.05, async_rounds=2,
     point_budget_s=0.05, keys_points=(1, 10, 100), running_points=(0, 100, 1000), waiter_points=(0, 1, 10),
     history_points=(0, 1000), memory_jobs=200,
@@ -59,6 +64,7 @@ FULL = Params(
     idle_many=50, idle_window_s=3.0, idle_window_jobs_core_s=21.0, drain_waiters=50, drain_reps=5,
     contention_procs=8, contention_iterations=200, contention_reps=3,
     relay_readers=4, relay_hold_s=0.4, relay_wait_s=4.0, relay_reps=3,
+    limit_procs=16, limit_capacity=4, limit_jobs=50, limit_hold_s=0.02,
     async_coroutines=100, async_block_s=0.3, async_rounds=10,
     point_budget_s=1.0, keys_points=(1, 2, 10, 30, 100, 300, 1000),
     running_points=(0, 10, 100, 1000, 10_000, 100_000), waiter_points=(0, 1, 10, 100, 1000),

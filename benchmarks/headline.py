@@ -15,7 +15,7 @@ import redis.asyncio
 import jobs_core
 
 from .env import Env
-from .libs import JOBS_CORE, JOBSPY, LIBS, PREFIX, JobsCore, JobsPy
+from .libs import JOBS_CORE, JOBSPY, LIBS, PREFIX, JobsCore, JobsPy, observed
 from .measure import calibrate, clock, interleave, median, percentile, run_block
 from .workers import Workers
 
@@ -495,7 +495,7 @@ def async_cycles(env: Env) -> Metric:
 async def _async_cycles(env: Env) -> Metric:
     p = env.params
     client = redis.asyncio.Redis.from_url(env.url, socket_timeout=120)
-    coordinator = jobs_core.AsyncCoordinator(client, prefix=PREFIX[JOBS_CORE])
+    coordinator = observed(jobs_core.AsyncCoordinator(client, prefix=PREFIX[JOBS_CORE]))
     sha = await client.script_load("return 1")
 
     async def cycles(i: int, until: float) -> int:

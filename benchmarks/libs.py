@@ -30,6 +30,37 @@ PREFIX = {JOBS_CORE: "jc:", JOBSPY: "jp:"}
 LEASE = 60
 
 
+#: Which observers the timed jobs_core coordinators have (``python -m benchmarks --observers``):
+#: ``none``; ``default``, as the library makes them (the metrics on the OpenTelemetry API, and
+#: OpenLineage when the environment configures its client, e.g. OPENLINEAGE__TRANSPORT__TYPE=file);
+#: ``sdk``, the same with an OpenTelemetry SDK recording them (an in-memory reader).
+ENV_OBSERVERS = "JOBS_BENCH_OBSERVERS"
+OBSERVERS = ("none", "default", "sdk")
+
+
+def observers_mode() -> str:
+    mode = os.environ.get(ENV_OBSERVERS) or "default"
+    if mode not in OBSERVERS:
+        raise ValueError(f"{ENV_OBSERVERS}={mode!r}: use one of {', '.join(OBSERVERS)}")
+    return mode
+
+
+def observed(coordinator: Any) -> Any:
+    """``coordinator`` with the observers :func:`observers_mode` asks for."""
+    if observers_mode() == "none":
+        coordinator.observers = ()
+    return coordinator
+
+
+def install_sdk() -> None:
+    """In ``sdk`` mode: an OpenTelemetry SDK meter provider for this process, as an application sets one."""
+    if observers_mode() == "sdk":
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 #: Connections one client may open. redis-py 8 caps a pool at 100, and every waiting
 #: jobs_core job holds a pub/sub connection of its own for the whole wait, so one
 #: process with more than ~99 waiting jobs fails with "Too many connections".
@@ -66,7 +97,7 @@ class JobsCore:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.prefix = PREFIX[JOBS_CORE]
-        self.coordinator = jobs_core.Coordinator(client, prefix=self.prefix)
+        self.coordinator = observed(jobs_core.Coordinator(client, prefix=self.prefix))
 
     def key(self, name: str) -> str:
         """The Redis key of output ``name``."""

@@ -108,6 +108,24 @@ def headline_rows(results: dict[str, Metric]) -> list[tuple[str, str, str, str, 
     if m:
         rows.append((f"async: cycles/s, {m['coroutines']} coroutines (ratio to async floor)",
                      f"{_fmt(m['jobs_core'])} ({_fmt(m['ratio_to_floor'])})", "—", m["goal"], "—"))
+    m = results.get("limit_share")
+    if m:
+        d = m["details"]
+        rows.append((f"limit: {m['processes']} processes share {m['capacity']} slots, {m['jobs']} jobs of "
+                     f"{_fmt(m['hold_s'])} s: exact (peak slots in use), jobs/s (of ideal)",
+                     f"{'exact' if d['exact'] else 'NOT EXACT'} ({d['peak_holders']}), {_fmt(d['jobs_per_s'])} "
+                     f"({_fmt(d['efficiency'])})", "no limits", m["goal"], _met(m["met"])))
+        rows.append(("  wait p50 / p99 / max (s); per-process median wait min–max; share of first half min–max",
+                     f"{_fmt(d['wait_p50_s'])} / {_fmt(d['wait_p99_s'])} / {_fmt(d['wait_max_s'])}; "
+                     f"{_fmt(d['proc_median_wait_min_s'])}–{_fmt(d['proc_median_wait_max_s'])}; "
+                     f"{_fmt(d['share_min'])}–{_fmt(d['share_max'])} (fair: {1 / m['processes']:.3f})",
+                     "—", "—", "—"))
+    m = results.get("limit_cycle")
+    if m:
+        d = m["details"]
+        rows.append(("limit: 1x1 cycle µs with one slot / without (added)",
+                     f"{_fmt(d['with_limit_us'])} / {_fmt(d['without_limit_us'])} ({d['added_us']:+.1f})",
+                     f"{_fmt(d['jobspy_us'])} (no limit)", m["goal"], "—"))
     m = results.get("memory")
     if m:
         d = m["details"]

@@ -118,8 +118,30 @@ def wait_forever(lib: JobsCore | JobsPy, conn: Connection, inputs: Sequence[str]
     conn.send("ready")
 
 
-OPS = {"handoff": handoff, "wake_floor": wake_floor, "turn": turn, "contend": contend, "wait_forever": wait_forever,
-       "relay": relay}
+def limited(lib: JobsCore | JobsPy, conn: Connection, limit: str, jobs: int, hold: float, gauge: str,
+            peak: str, worker: int, order: str) -> None:
+    """On "go": ``jobs`` jobs each taking one slot of ``limit`` and holding it ``hold`` seconds; reports
+    the seconds each start waited. ``gauge`` counts the holders (its peak goes to ``peak``)."""
+    assert isinstance(lib, JobsCore), "jobspy has no limits"
+    c, r = lib.coordinator, lib.client
+    conn.send("ready")
+    conn.recv()
+    waits = []
+    for _ in range(jobs):
+        began = clock()
+        with c.job([], [], duration=30, wait=LONG_WAIT, limits={limit: 1}):
+            waits.append(clock() - began)
+            holders = r.incr(gauge)
+            r.eval("if tonumber(redis.call('GET', KEYS[1]) or 0) < tonumber(ARGV[1]) then "
+                   "redis.call('SET', KEYS[1], ARGV[1]) end", 1, peak, holders)
+            r.rpush(order, worker)
+            time.sleep(hold)
+            r.decr(gauge)
+    conn.send((clock(), waits))
+
+
+OPS = {"handoff": handoff, "limited": limited, "wake_floor": wake_floor, "turn": turn, "contend": contend,
+       "wait_forever": wait_forever, "relay": relay}
 
 
 class Workers:

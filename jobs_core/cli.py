@@ -33,6 +33,7 @@ from .errors import (
     ResourceUnavailable,
     StateChanged,
 )
+from .events import WaitProgress
 from .facts import OutputInfo, RunningJob
 from .names import check_io, check_job_id, check_names
 from .namespace import ENV_PREFIX, ENV_URL, resolve_namespace
@@ -56,7 +57,7 @@ exit codes:
   {CHANGED}    unlock/create: the locks or outputs changed between being shown and the
        confirmation (another job took, released or wrote them); nothing changed:
        run the command again to see the new state
-  {INTERRUPTED}  interrupted (Ctrl-C), except watch, which ends with 0
+  {INTERRUPTED}  interrupted (Ctrl-C), except watch and serve, which end with 0
 """
 
 
@@ -191,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_seconds, required=True, metavar="SECONDS",
                    help="the lease: how long the locks stay held without a refresh")
     p.add_argument("--wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for busy or missing resources (default: 0, fail at once)")
+                   help="wait up to this long for busy or missing resources (default: 0, fail at once); "
+                        "what blocks it and who holds it is shown on stderr while it waits")
+    p.add_argument("--progress", type=_seconds, metavar="SECONDS",
+                   help="seconds between reports of a wait (default: 1 on a terminal, where one line is kept "
+                        "up to date, else 30, a line each)")
     p.add_argument("--no-overwrite", action="store_true", help="refuse to start if an output already exists")
     p.add_argument("--no-history", action="store_true", help="do not record lineage edges for this start")
     p.add_argument("--output-ttl", type=_seconds, metavar="SECONDS",
@@ -283,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--downstream", dest="direction", action="store_const", const=lineage.DOWNSTREAM,
                      help="only what NAME leads to")
     p.add_argument("--depth", type=_count, metavar="N", help="at most N edges from NAME (default: no limit)")
-    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27) or a "
-                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00); UTC unless a zone is given")
+    when_help = ("only edges last seen {} this time: a timestamp (1764201600.5), a date (2026-11-27), a "
+                 "datetime (2026-11-27 10:00[:00[.000]], 2026-11-27T10:00:00+01:00; UTC unless a zone is given) "
+                 "or a time ago (90s, 30m, 1h, 7d, 2w)")
     p.add_argument("--after", type=_when, metavar="TIME", help=when_help.format("after"))
     p.add_argument("--before", type=_when, metavar="TIME", help=when_help.format("before"))
     p.add_argument("-f", "--format", choices=lineage.FORMATS, default="text",
@@ -295,7 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between refreshes (default: 2)")
     p.add_argument("--iterations", type=_count, metavar="N", help="stop after N views (default: until Ctrl-C)")
+
+    p = command("serve", "a live web view of the namespace, with a JSON API and Prometheus /metrics",
+                "Serve a page showing running and waiting jobs, names and lineage, updated live, plus the JSON "
+                "documents of status, show, why-blocked and lineage under /api/ and Prometheus metrics at "
+                "/metrics. Read-only unless --allow-repairs; loopback only unless --allow-remote. Needs the "
+                "web extra: pip install 'jobs-core[web]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8765, help="port to listen on (default: 8765)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow an address other than loopback (anyone reaching it can read the namespace)")
+    p.add_argument("--allow-repairs", action="store_true",
+                   help="offer unlock and create on the page (confirmed, logged with the asking address)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0 to 65535")
+    return value
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -396,11 +424,46 @@ def cmd_why_blocked(args: argparse.Namespace, c: Coordinator) -> int:
     return OK if report.can_start else NO
 
 
+class WaitLine:
+    """Shows a waiting job's progress on stderr: on a terminal one line rewritten in place (and
+    cleared when the wait ends), else a line per report. With ``-v`` the jobs_core logger writes
+    each report already, so nothing more is shown."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.live = sys.stderr.isatty() and not verbose
+        self.verbose = verbose
+        self.shown = False
+
+    def __call__(self, job: Any, progress: WaitProgress) -> None:
+        line = printable(f"jobs-core: waiting: {progress.describe()}")
+        if self.live:
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns or 80
+            except (OSError, ValueError):
+                width = 80
+            sys.stderr.write(f"\r\x1b[K{line[:max(width - 1, 20)]}")
+            sys.stderr.flush()
+            self.shown = True
+        elif not self.verbose:
+            err(line)
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
 def cmd_start(args: argparse.Namespace, c: Coordinator) -> int:
+    shown = WaitLine(args.verbose)
+    progress = args.progress or (1.0 if shown.live else 30.0)
     job = c.job(args.inputs, args.outputs, duration=args.duration, wait=args.wait,
                 overwrite=not args.no_overwrite, heartbeat=False, job_id=args.job_id, history=not args.no_history,
-                output_ttl=args.output_ttl, limits=args.limits)
-    job.start()
+                output_ttl=args.output_ttl, limits=args.limits, progress=progress, on_progress=shown)
+    try:
+        job.start()
+    finally:
+        shown.clear()
     out(f"job_id={shlex.quote(job.id)}\ntoken={job.token}\nlease={secs(args.duration)}\n")
     quoted = shlex.quote(job.id)
     err(f"started {job.id!r} with token {job.token}; its locks stay held for {secs(args.duration)}s. Renew them "
@@ -529,9 +592,9 @@ def cmd_lineage(args: argparse.Namespace, c: Coordinator) -> int:
     if args.name is None and (args.direction or args.depth):
         raise CliError("--upstream, --downstream and --depth need a NAME to start from", USAGE)
     inputs, outputs = c.edges(before=args.before, after=args.after)
-    graph = lineage.build(inputs, outputs, after=args.after, before=args.before)
+    graph = lineage.query(inputs, outputs, args.name, args.direction, args.depth, after=args.after,
+                          before=args.before)
     if args.name is not None:
-        graph = lineage.traverse(graph, args.name, args.direction or lineage.BOTH, args.depth)
         if not graph.roots:
             bounds = " in that time range" if args.after is not None or args.before is not None else ""
             folded = f" (looked up as {printable(graph.start or '')})" if graph.start != args.name else ""
@@ -564,6 +627,27 @@ def cmd_watch(args: argparse.Namespace, c: Coordinator) -> int:
         return OK
 
 
+def cmd_serve(args: argparse.Namespace, c: Coordinator) -> int:
+    try:
+        from .web.security import check_bind
+        from .web.serve import serve
+    except ImportError as exc:
+        raise CliError(f"the web view needs the web extra ({exc.name} is missing): pip install 'jobs-core[web]'",
+                       USAGE) from None
+    refused = check_bind(args.host, args.allow_remote)
+    if refused:
+        raise CliError(refused, USAGE)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    err(f"jobs-core: serving prefix {c.prefix!r} of {printable(hide_password(args.url))} on "
+        f"http://{shown}:{args.port}/ ({'repairs allowed' if args.allow_repairs else 'read-only'}); Ctrl-C to stop")
+    try:
+        serve(args.url, c.prefix, args.host, args.port, allow_remote=args.allow_remote,
+              allow_repairs=args.allow_repairs)
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: the usual way to end
+        pass
+    return OK
+
+
 def cmd_limit(args: argparse.Namespace, c: Coordinator) -> int:
     if args.limit_command == "set":
         before = c.set_limit(args.name, args.capacity)
@@ -592,7 +676,7 @@ def cmd_limit(args: argparse.Namespace, c: Coordinator) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Coordinator], int]] = {
     "status": cmd_status, "show": cmd_show, "why-blocked": cmd_why_blocked, "start": cmd_start,
     "refresh": cmd_refresh, "stop": cmd_stop, "unlock": cmd_unlock, "create": cmd_create,
-    "lineage": cmd_lineage, "watch": cmd_watch, "limit": cmd_limit,
+    "lineage": cmd_lineage, "watch": cmd_watch, "limit": cmd_limit, "serve": cmd_serve,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .display import printable
 from .facts import Blocker, BlockReport, Holder, LimitInfo, OutputInfo, RunningJob, Waiter
+from .names import fold
 
 #: Version of every JSON document the command prints.
 JSON_VERSION = 1
@@ -201,6 +202,14 @@ def holder_json(h: Holder | None, now: float) -> dict[str, Any] | None:
             "token": h.token, "host": h.host, "pid": h.pid, "started": h.started, "problems": list(h.problems)}
 
 
+def lineage_name(job: RunningJob) -> str | None:
+    """A running job's name in lineage edges: as its start recorded it, its id folded for a jobs.py
+    client's job (as jobs.py records it), None when it records none or the record does not say."""
+    if job.lineage is None and job.token is None:
+        return fold(job.job_id)
+    return job.lineage or None
+
+
 def _slots_json(limits: Sequence[tuple[str, int]]) -> dict[str, int]:
     return dict(limits)
 
@@ -232,13 +241,14 @@ def status_json(prefix: str, now: float, running: Sequence[RunningJob], waiting:
             {"job_id": j.job_id, "inputs": list(j.inputs), "outputs": list(j.outputs), "expires": j.expires,
              "left": j.expires - now, "token": j.token, "host": j.host, "pid": j.pid, "started": j.started,
              "client": "jobspy" if j.token is None else "jobs_core", "limits": _slots_json(j.limits),
+             "lineage": lineage_name(j),
              "problems": list(j.problems)}
             for j in sorted(running, key=lambda j: j.job_id)
         ],
         "waiting": [
             {"job_id": w.job_id, "inputs": list(w.inputs), "outputs": list(w.outputs), "deadline": w.deadline,
              "left": w.deadline - now, "host": w.host, "pid": w.pid, "since": w.since,
-             "limits": _slots_json(w.limits), "problems": list(w.problems)}
+             "limits": _slots_json(w.limits), "lineage": w.lineage or None, "problems": list(w.problems)}
             for w in sorted(waiting, key=lambda w: w.job_id)
         ],
         "limits": [limit_json(i, now) for i in limits],

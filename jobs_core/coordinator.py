@@ -29,8 +29,10 @@ from .keys import Keys, has_hash_tag
 from .limits import check_capacity, check_limit, check_limit_names, check_limits, limit_info, read_limits, slot_holders
 from .lineage import clean_edges, score_range
 from .listener import Listener, Wakeup
+from .metrics import MetricsObserver
 from .names import check_io, check_job_id, check_name, check_names, check_text
 from .namespace import ENV_URL, resolve_namespace
+from .openlineage import lineage_observer
 from .plan import CHECK, Plan, parse_start, parse_stop
 from .protocol import (
     READ_BATCH,
@@ -89,6 +91,16 @@ def check_client(client: Any, want_async: bool) -> None:
         raise ConfigurationError("this is a sync client: use jobs_core.Coordinator, or pass a redis.asyncio client")
 
 
+def standard_observers(coordinator: CoordinatorBase, metrics: bool) -> tuple[Observer, ...]:
+    """The observers every coordinator has: the metrics (unless ``metrics`` is False) and, when its
+    client is configured, OpenLineage."""
+    found: list[Observer] = [MetricsObserver(coordinator.prefix)] if metrics else []
+    lineage = lineage_observer(coordinator)
+    if lineage is not None:
+        found.append(lineage)
+    return tuple(found)
+
+
 class CoordinatorBase:
     """Settings and operations shared by the sync and asyncio coordinators.
 
@@ -103,6 +115,11 @@ class CoordinatorBase:
         clock: monotonic clock for waits and lease bookkeeping (tests inject one).
         observers: :class:`jobs_core.events.Observer` objects that hear of every job (also
             :meth:`observe`).
+        metrics: record the OpenTelemetry metrics of its jobs (:mod:`jobs_core.metrics`;
+            nothing is recorded until the application configures an SDK).
+
+    An OpenLineage observer (:mod:`jobs_core.openlineage`) is added too when the
+    ``openlineage`` extra is installed and the OpenLineage client is configured.
 
     Raises:
         ConfigurationError: no client, a client of the wrong kind, or a cluster
@@ -121,6 +138,7 @@ class CoordinatorBase:
         poll: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         observers: Iterable[Observer] = (),
+        metrics: bool = True,
     ) -> None:
         check_client(client, self._async)
         if not isinstance(prefix, str):
@@ -151,7 +169,7 @@ class CoordinatorBase:
         self._waits: dict[str, Wait] = {}  # start() calls under way here, by nonce
         self.closed = False
         #: What hears of every job of this coordinator (see :meth:`observe`).
-        self.observers: tuple[Observer, ...] = tuple(observers)
+        self.observers: tuple[Observer, ...] = (*standard_observers(self, metrics), *observers)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} client={self.client!r}>"
@@ -162,7 +180,7 @@ class CoordinatorBase:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "", *, history: bool = True, output_ttl: float | None = None,
-                 poll: float = 2.0, **client_options: Any) -> Any:
+                 poll: float = 2.0, metrics: bool = True, **client_options: Any) -> Any:
         """A coordinator on a new client for ``url``: see :mod:`jobs_core.connect` for the forms
         (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``).
 
@@ -177,7 +195,7 @@ class CoordinatorBase:
         client_options.setdefault("socket_timeout", 30.0)
         client_options.setdefault("socket_connect_timeout", 10.0)
         client = cls._client_from_url(url, **client_options)
-        return cls(client, prefix, history=history, output_ttl=output_ttl, poll=poll)
+        return cls(client, prefix, history=history, output_ttl=output_ttl, poll=poll, metrics=metrics)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Any:
@@ -379,6 +397,11 @@ class CoordinatorBase:
             raise LockLost(job_id, reply.lost, f"job {job_id!r} no longer holds {reply.lost!r}: nothing was written, "
                                                f"the locks it still held are released")
         log.info("job %s stopped from outside (%s)", job_id, reply.state)
+        if forced:
+            emit(self.observers, "repaired", "stop", tuple(inputs) + tuple(outputs))
+        elif self.observers:
+            holder = replace(holder_facts(job_id, record.value), token=token)
+            emit(self.observers, "stopped_by_id", self, holder, reply.state, tuple(inputs), tuple(outputs))
         return reply.state
 
     def _stop_plan(self, job_id: str, inputs: Iterable[str], outputs: Iterable[str], ttl: float | None,

@@ -64,11 +64,18 @@ class Observer:
     def job_stopped(self, job: Any, state: str, held: float) -> None:
         """A job's start ended: ``state`` is ``written``, ``failed`` or ``lost``; ``held`` its seconds."""
 
+    def stopped_by_id(self, coordinator: Any, holder: Any, state: str, inputs: tuple[str, ...],
+                      outputs: tuple[str, ...]) -> None:
+        """A start made elsewhere was stopped here by its id and fencing token, as the job itself
+        would (``stop_job(id, token=...)``, ``jobs-core stop --token``): ``state`` is ``written`` or
+        ``failed``; ``holder`` is its :class:`jobs_core.facts.Holder` (token, host, pid)."""
+
     def locks_lost(self, job: Any, lost: dict[str, list[str]]) -> None:
         """A running job found locks lost (once per start)."""
 
     def repaired(self, kind: str, names: tuple[str, ...]) -> None:
-        """A repair forced locks or outputs: ``kind`` is ``unlock`` or ``create``."""
+        """A repair forced locks or outputs: ``kind`` is ``unlock``, ``create`` or ``stop`` (a job stopped
+        from outside, without its token: ``names`` are its inputs and outputs)."""
 
 
 def emit(observers: tuple[Observer, ...], event: str, *args: Any) -> None:

@@ -130,6 +130,9 @@ class RunningJob:
     problems: tuple[str, ...] = ()
     #: The slots it holds: ``((limit, slots), ...)``.
     limits: tuple[tuple[str, int], ...] = ()
+    #: Its name in lineage edges as its start recorded it ("" when it records none; None when
+    #: unknown: a jobs.py client's job, or a start by an older jobs_core).
+    lineage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class Waiter:
     problems: tuple[str, ...] = ()
     #: The slots it waits for: ``((limit, slots), ...)``.
     limits: tuple[tuple[str, int], ...] = ()
+    #: Its name in lineage edges ("" when it records none; None when its record does not say).
+    lineage: str | None = None
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ class JobBase:
         self._pid = 0
         self._deadline = 0.0
         self._started_at = 0.0
+        self._wait_began = 0.0
         self._renewing = True
         self._stop_failed = False
         self._stop_nonce: str | None = None
@@ -226,6 +227,7 @@ class JobBase:
     def _new_wait(self) -> Wait:
         self.blockers, self.waited = (), 0.0
         c = self.coordinator
+        self._wait_began = c.clock()
         return Wait(self._plan_now(), os.urandom(8).hex(), self.wait, c.clock, c.poll, progress=self.progress,
                     describe=c.report_flow, on_progress=self._progressed)
 
@@ -269,11 +271,13 @@ class JobBase:
         return started.granted and self.heartbeat is None and started.lease < self.duration
 
     def _not_started(self, wait: Wait, exc: BaseException) -> None:
-        self.blockers, self.waited = wait.blockers, wait.waited
+        # a wait cut short (a cancelled task, an interrupt) did not get to count its time itself
+        waited = wait.waited or (self.coordinator.clock() - self._wait_began if wait.wait > 0 else 0.0)
+        self.blockers, self.waited = wait.blockers, waited
         if isinstance(exc, ResourceUnavailable):
             log.info("job %s could not start: %s", self.id, exc)
         emit(self.coordinator.observers, "wait_ended", self,
-             TIMED_OUT if isinstance(exc, ResourceUnavailable) else CANCELLED, wait.waited)
+             TIMED_OUT if isinstance(exc, ResourceUnavailable) else CANCELLED, waited)
 
     # -- flows: run by the coordinator's driver -----------------------------------------
 

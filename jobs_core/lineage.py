@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import math
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from .names import ARROW, fold
 _TS_RE = re.compile(r"^\d{9,}(?:\.\d*)?$")
 _DT_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
                     r"(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE)
+_AGO_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$", re.IGNORECASE)
+#: Seconds in each unit of a relative time (``30m``, ``1h``, ``7d``).
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 #: Node kinds.
 DATA, JOB = "data", "job"
@@ -44,12 +48,14 @@ FORMATS = ("text", "dot", "mermaid", "json")
 JSON_VERSION = 1
 
 
-def parse_when(value: Any) -> float:
+def parse_when(value: Any, now: float | None = None) -> float:
     """Epoch seconds from a number, a ``datetime``/``date`` (naive means UTC), or text.
 
-    Text may be a timestamp (``1473825618.18``) or ``YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]``
+    Text may be a timestamp (``1473825618.18``), ``YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]``
     (``T`` may replace the space), optionally ending with ``Z`` or an offset
-    such as ``+02:00``; without one it is UTC.
+    such as ``+02:00`` (without one it is UTC), or a relative time: a number
+    and a unit, ``s``, ``m``, ``h``, ``d`` or ``w`` (``90s``, ``30m``, ``1.5h``,
+    ``7d``), meaning that long before ``now`` (default: this machine's clock).
 
     Raises:
         InvalidArgument: text in none of those forms, or an impossible date.
@@ -72,6 +78,9 @@ def parse_when(value: Any) -> float:
     text = value.strip()
     if _TS_RE.match(text):
         return float(text)
+    ago = _AGO_RE.match(text)
+    if ago:
+        return (time.time() if now is None else now) - float(ago.group(1)) * UNITS[ago.group(2).lower()]
     m = _DT_RE.match(text)
     if m:
         y, mo, d, h, mi, s, frac, zone = m.groups()
@@ -82,8 +91,9 @@ def parse_when(value: Any) -> float:
         except ValueError as exc:
             raise InvalidArgument(f"bad date {value!r}: {exc}") from None
         return when.timestamp()
-    raise InvalidArgument(f"{value!r} is not a timestamp (e.g. 1473825618.5), a date (2016-09-12) "
-                          f"or a datetime (2016-09-12 12:14:32, 2016-09-12T12:14:32+02:00)")
+    raise InvalidArgument(f"{value!r} is not a timestamp (e.g. 1473825618.5), a date (2016-09-12), "
+                          f"a datetime (2016-09-12 12:14:32, 2016-09-12T12:14:32+02:00) or a time ago "
+                          f"(90s, 30m, 1h, 7d, 2w)")
 
 
 def _zone(zone: str | None) -> _dt.tzinfo:
@@ -240,6 +250,23 @@ def traverse(graph: Lineage, name: str, direction: str = BOTH, depth: int | None
         edges.update(Edge(there, here) if upstream else Edge(here, there) for here, there in steps)
     return _lineage(edges, roots=roots, direction=direction, depth=depth, distance=distance, start=fold(name),
                     after=graph.after, before=graph.before)
+
+
+def query(input_edges: Iterable[str], output_edges: Iterable[str], name: str | None = None,
+          direction: str | None = None, depth: int | None = None, after: Any = None, before: Any = None) -> Lineage:
+    """What ``jobs-core lineage`` and the web view show: the graph of the edges (:func:`build`), or, with
+    ``name``, what lies around it (:func:`traverse`; ``direction`` defaults to both). A name not in the
+    graph gives a lineage without roots.
+
+    Raises:
+        InvalidArgument: a direction or depth without a name, an unknown direction, or a depth below 1.
+    """
+    graph = build(input_edges, output_edges, after=after, before=before)
+    if name is None:
+        if direction is not None or depth is not None:
+            raise InvalidArgument("a direction or depth needs a name to start from")
+        return graph
+    return traverse(graph, name, direction or BOTH, depth)
 
 
 # -- rendering -----------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def running_job(job_id: str, expires: float, io: Any, record: Any) -> RunningJob
     ttl = _field(fields, "ttl", whole, problems)
     return RunningJob(job_id, inputs, outputs, expires, h.token, h.host, h.pid, h.started,
                       None if lease is None else lease / 1000, ttl / 1000 if ttl else None, tuple(problems),
-                      read_limits(fields.get("limits")))
+                      read_limits(fields.get("limits")), fields.get("lineage"))
 
 
 def running_fields(record: Any) -> dict[str, str]:
@@ -347,7 +347,8 @@ def waiter(member: str, alive: float, raw: Any) -> Waiter | None:
     deadline = _field(record, "deadline", finite, problems, where)
     return Waiter(job_id, inputs, outputs, alive if deadline is None else deadline, host,
                   _field(record, "pid", integer, problems, where), _field(record, "since", finite, problems, where),
-                  tuple(problems), read_limits(record.get("lims")))
+                  tuple(problems), read_limits(record.get("lims")),
+                  lineage if isinstance(lineage := record.get("lin"), str) else None)
 
 
 def _shown_holders(info: OutputInfo, part: str) -> list[Holder] | None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.deploy
 
 #: The commands of the README's ACL line (standalone server).
 COMMANDS = ("evalsha script|load time get set mget mset del exists incr pttl pexpire hget hgetall hmget hset hdel "
-            "zadd zrem zrange zrangebyscore zscore zremrangebyscore zcard publish subscribe").split()
+            "zadd zrem zrange zrangebyscore zcount zscore zremrangebyscore zcard publish subscribe").split()
 #: What a cluster client needs besides: sharded pub/sub and the cluster's layout.
 CLUSTER_COMMANDS = "spublish ssubscribe cluster|slots cluster|shards command".split()
 #: redis-py names itself on connecting (Redis >= 7.2, Valkey); refused, it goes on, but the ACL log fills.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,34 @@ def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
     if "--plots" in plots:
         for name in ("scaling_keys", "scaling_running", "scaling_waiters", "scaling_history", "memory"):
             assert (tmp_path / "plots" / f"{name}_redis.png").stat().st_size > 0
+
+
+def test_the_observers_switch(redis7, monkeypatch) -> None:
+    """``--observers`` (JOBS_BENCH_OBSERVERS): what the timed coordinators hear with, to measure its cost."""
+    from benchmarks.libs import ENV_OBSERVERS, JobsCore, observers_mode
+
+    for key in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv(ENV_OBSERVERS, "none")
+    assert JobsCore(redis7.client()).coordinator.observers == ()
+    monkeypatch.setenv(ENV_OBSERVERS, "default")
+    assert [type(o).__name__ for o in JobsCore(redis7.client()).coordinator.observers] == ["MetricsObserver"]
+    monkeypatch.setenv(ENV_OBSERVERS, "everything")
+    with pytest.raises(ValueError, match="use one of none, default, sdk"):
+        observers_mode()
+
+
+@pytest.mark.slow
+def test_observer_cost_runs() -> None:
+    """``python -m benchmarks.observers`` (the figures of the README's Observability section) runs."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.observers", "--budget", "0.3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert set(result["cycle_us"]) == {"none", "metrics", "metrics_sdk"}
+    assert set(result["cycle_us_with_lineage"]) == {"none", "openlineage", "openlineage_job_thread"}
+    assert set(result["library_code_us"]) == {"none", "metrics", "metrics_sdk", "openlineage",
+                                              "openlineage_job_thread"}
+    assert all(v > 0 for part in ("cycle_us", "library_code_us") for v in result[part].values())
+    assert result["events_written"] > 0

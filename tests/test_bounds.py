@@ -141,6 +141,28 @@ def test_a_job_at_the_limit_holds_the_server_briefly(slow_log: redis.Redis) -> N
     assert slow == [], [(entry["duration"], entry["command"][:60]) for entry in slow]
 
 
+def test_a_limit_with_many_holders_costs_a_start_little(slow_log: redis.Redis) -> None:
+    """Starts count a limit's slots (ZCOUNT) and list at most 32 of its holders, however many hold it."""
+    c = Coordinator(slow_log, "lim:")
+    holders = 300_000
+    c.set_limit("big", holders + 1)
+    expiry = c.server_time() + 600
+    pipe = slow_log.pipeline(transaction=False)
+    for i in range(0, holders, 10_000):  # live slots, as if held by 300,000 jobs
+        pipe.zadd(c.keys.limit("big"), {f"holder.{j}#1": expiry for j in range(i, i + 10_000)})
+    pipe.execute()
+    slow_log.slowlog_reset()
+    with c.job([], ["x"], duration=30, limits={"big": 1}):  # the last free slot
+        report = c.why_blocked([], [], limits={"big": 1})
+        assert not report.can_start
+        assert {b.reason for b in report.blockers} == {"limit_full"} and 1 <= len(report.blockers) <= 32
+        with pytest.raises(jobs_core.ResourceUnavailable) as full:
+            c.job([], [], duration=30, limits={"big": 1}, wait=0.2).start()
+        assert 1 <= len(full.value.blockers) <= 32
+    slow = slow_log.slowlog_get(10)
+    assert slow == [], [(entry["duration"], entry["command"][:60]) for entry in slow]
+
+
 def test_status_reads_in_bounded_batches(real_backend: Backend, prefix: str) -> None:
     client = real_backend.client()
     c = Coordinator(client, prefix)

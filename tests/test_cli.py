@@ -120,7 +120,7 @@ def assignments(out: str) -> dict[str, str]:
 def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     commands = list(COMMANDS)
     assert commands == ["status", "show", "why-blocked", "start", "refresh", "stop", "unlock", "create", "lineage",
-                        "watch", "limit"]
+                        "watch", "limit", "serve"]
     for argv in ([], *([c] for c in commands), ["limit", "set"], ["limit", "list"], ["limit", "remove"]):
         with pytest.raises(SystemExit) as done:
             main([*argv, "--help"])
@@ -216,15 +216,15 @@ def test_status_lists_running_and_waiting_jobs(mode_cli: Cli) -> None:
     assert doc["version"] == 1 and doc["prefix"] == cli.prefix
     [job] = doc["running"]
     assert set(job) == {"job_id", "inputs", "outputs", "expires", "left", "token", "host", "pid", "started",
-                        "client", "limits", "problems"}
-    assert job["problems"] == [] and job["limits"] == {}
+                        "client", "limits", "lineage", "problems"}
+    assert job["problems"] == [] and job["limits"] == {} and job["lineage"] == "transform"
     assert job["job_id"] == "transform" and job["token"] == running.token and job["client"] == "jobs_core"
     assert job["inputs"] == ["raw.events.2026-11-27"] and job["outputs"] == ["clean.ünï \"q\""]
     assert job["pid"] == os.getpid() and 25 < job["left"] <= 30
     assert abs(job["expires"] - doc["server_time"] - job["left"]) < 1e-6
     [wait] = doc["waiting"]
     assert set(wait) == {"job_id", "inputs", "outputs", "deadline", "left", "host", "pid", "since", "limits",
-                         "problems"}
+                         "lineage", "problems"}
     assert wait["job_id"] == "late" and wait["outputs"] == ["clean.ünï \"q\""] and 0 < wait["left"] <= 20
     assert text.code == 0
     assert "1 running, 1 waiting" in text.out and "running  transform\n" in text.out

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -97,6 +98,22 @@ def test_parse_when_objects_and_errors() -> None:
     for bad in (True, None, [1]):
         with pytest.raises(InvalidType):
             L.parse_when(bad)
+
+
+@pytest.mark.parametrize("text, ago", [
+    ("90s", 90), ("30m", 1800), ("1h", 3600), ("1.5h", 5400), ("7d", 7 * 86400), ("2w", 14 * 86400),
+    (" 1H ", 3600), ("0m", 0), ("10 m", 600),
+])
+def test_parse_when_relative(text: str, ago: float) -> None:
+    """A time ago: that long before ``now`` (this machine's clock by default)."""
+    assert L.parse_when(text, now=1_000_000_000.0) == 1_000_000_000.0 - ago
+    assert L.parse_when(text) == pytest.approx(time.time() - ago, abs=5)
+
+
+@pytest.mark.parametrize("bad", ["1", "h", "1y", "-1h", "1h30m", "1e3s", "1.h", ".5h", "1 hour", "inf h", "1hh"])
+def test_parse_when_relative_bad_input(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="a time ago"):
+        L.parse_when(bad)
 
 
 def test_build_keeps_the_time_range() -> None:

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import jobs_core
-from jobs_core.coordinator import ENV_PREFIX
 from jobs_core.names import check_name
+from jobs_core.namespace import ENV_PREFIX
 
 from . import arguments
 from .hooks import JobsHook

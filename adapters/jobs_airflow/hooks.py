@@ -13,7 +13,7 @@ from typing import Any
 
 import jobs_core
 from jobs_core.connect import SCHEMES, client_from_url
-from jobs_core.coordinator import ENV_PREFIX, ENV_URL
+from jobs_core.namespace import ENV_PREFIX, ENV_URL
 from jobs_core.urls import MASK, SECRET_OPTION, hide_password
 
 from .version_compat import AirflowNotFoundException, BaseHook, aget_connection

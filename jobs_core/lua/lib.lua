@@ -109,30 +109,47 @@ local function res_queue(r, i)
     return k_limitq(r.lims[i - n][1])
 end
 
--- the live slots of limit l: {{job id, expiry}...} (one entry per slot; a slot is the member
--- "<job id>#<n>" of jobs:limit:<l>, scored by its holder's lease expiry)
-local function slots(l)
-    local out = {}
-    local members = redis.call('ZRANGEBYSCORE', k_limit(l), '(' .. NOWS, '+inf', 'WITHSCORES')
-    for j = 1, #members, 2 do
-        out[#out + 1] = {string.match(members[j], '^(.*)#%d+$') or members[j], tonumber(members[j + 1])}
-    end
-    return out
-end
+-- How many holders of a full limit a blocker list names (a limit may have any number of holders:
+-- reading them all would make every start's time grow with them)
+local HOLDERS_MAX = 32
 
--- the capacity of limit l (nil: unknown), how many of its slots jobs other than id hold, and those slots
-local function limit_use(l, id)
+-- the capacity of limit l (nil: unknown), how many live slots of it jobs other than id hold, and
+-- up to HOLDERS_MAX of those slots as {{job id, expiry}...} when holders is true. A slot is the
+-- member "<job id>#<n>" of jobs:limit:<l> (n from 1), scored by its holder's lease expiry;
+-- counting is ZCOUNT, bounded however many hold the limit, and changes nothing (a dry run).
+local function limit_use(l, id, holders)
     local cap = tonumber(redis.call('HGET', K_LIMITS, l))
-    local used, holders = 0, {}
-    if cap then
-        for _, s in ipairs(slots(l)) do
-            if s[1] ~= id then
-                used = used + 1
-                holders[#holders + 1] = s
+    if not cap then
+        return nil, 0, {}
+    end
+    local k = k_limit(l)
+    local live = '(' .. NOWS
+    local used = redis.call('ZCOUNT', k, live, '+inf')
+    if used > 0 and id ~= '' then
+        -- slots of another start of the same id are not someone else's (it is job_running)
+        local i = 1
+        while true do
+            local score = redis.call('ZSCORE', k, id .. '#' .. i)
+            if not score then
+                break
+            end
+            if tonumber(score) > NOW then
+                used = used - 1
+            end
+            i = i + 1
+        end
+    end
+    local out = {}
+    if holders and used > 0 then
+        local members = redis.call('ZRANGEBYSCORE', k, live, '+inf', 'WITHSCORES', 'LIMIT', 0, HOLDERS_MAX + 1)
+        for j = 1, #members, 2 do
+            local holder = string.match(members[j], '^(.*)#%d+$') or members[j]
+            if holder ~= id and #out < HOLDERS_MAX then
+                out[#out + 1] = {holder, tonumber(members[j + 1])}
             end
         end
     end
-    return cap, used, holders
+    return cap, used, out
 end
 
 local function add(list, reason, i, holder, expiry)
@@ -185,7 +202,7 @@ local function conflicts(r, list)
     end
     local base = #r.names
     for j, l in ipairs(r.lims) do
-        local cap, used, holders = limit_use(l[1], r.id)
+        local cap, used, holders = limit_use(l[1], r.id, true)
         if not cap then
             add(list, 'limit_unknown', base + j)
         elseif l[2] > cap then
@@ -197,6 +214,9 @@ local function conflicts(r, list)
                     seen[h[1]] = true
                     add(list, 'limit_full', base + j, h[1], h[2])
                 end
+            end
+            if #holders == 0 then
+                add(list, 'limit_full', base + j)  -- full, holders not listed (never a start past it)
             end
         end
     end
@@ -272,7 +292,7 @@ local function take(r, lease_ms)
     -- the holder record first: a key of another type there (garbage) must not fail the script
     -- after it took locks
     local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
-        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0'}
+        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
     if #r.lims > 0 then
         -- the limits it holds slots of, for a stop from another process (jobs-core stop)
         holder[#holder + 1] = 'limits'
