@@ -289,8 +289,6 @@ end
 local function take(r, lease_ms)
     local expiry = NOW + lease_ms / 1000
     local token = redis.call('INCR', K_TOKEN)
-    -- the holder record first: a key of another type there (garbage) must not fail the script
-    -- after it took locks
     local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
         'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
     if #r.lims > 0 then
