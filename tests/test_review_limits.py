@@ -595,3 +595,25 @@ def test_after_a_lapse_the_waiters_behind_the_head_that_fit_start_with_it(coord)
     small.stop()
     t_head.join(5)
     t_small.join(5)
+
+
+def test_stop_all_ends_its_waits_before_it_frees_its_slots(coord):
+    """stop_all on a coordinator that holds a slot and has a job waiting for it: the wait ends
+    first, so the freed slot goes to the next job in line (another coordinator's), not to it."""
+    c, cb = coord(), coord()
+    c.set_limit("w", 1)
+    held = cb.job([], ["x"], duration=30, limits={"w": 1}, job_id="held").start()
+    mine = cb.job([], [], limits={"w": 1}, wait=10, job_id="mine")
+    t_mine, r_mine = started_in(mine)
+    assert until(lambda: in_line(c, "w") == ["mine"])
+    other = c.job([], [], limits={"w": 1}, wait=10, job_id="other")
+    t_other, r_other = started_in(other)
+    assert until(lambda: in_line(c, "w") == ["mine", "other"])
+    cb.stop_all()
+    t_mine.join(5)
+    assert isinstance(r_mine["state"], jobs_core.CoordinatorClosed), r_mine
+    assert until(lambda: r_other.get("state") == "started", 2)
+    assert [h.job_id for h, _ in c.limits()[0].holders] == ["other"] and c.written(["x"]) == {}
+    assert not held.is_running  # stopped as failed: x not written
+    other.stop()
+    t_other.join(5)
