@@ -617,3 +617,31 @@ def test_stop_all_ends_its_waits_before_it_frees_its_slots(coord):
     assert not held.is_running  # stopped as failed: x not written
     other.stop()
     t_other.join(5)
+
+
+def test_limits_reads_are_consistent_while_jobs_come_and_go(coord, server, prefix):
+    """limits() reads a limit's slots and line in one atomic read: at every sample, the slots
+    held never pass the capacity, they add up, and no job both holds slots and waits in line."""
+    c = coord()
+    c.set_limit("a", 2)
+    c.set_limit("b", 2)  # 3 jobs each: some wait
+    proc = subprocess.Popen([sys.executable, "-c", SMALL_STREAM, server.url, prefix, "2.5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        samples = lines = 0
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            for info in c.limits():
+                samples += 1
+                lines += bool(info.line)
+                holders = [h.job_id for h, _ in info.holders]
+                waiters = [w.job_id for w, _ in info.line]
+                assert info.used == sum(n for _, n in info.holders) <= info.capacity == 2, info
+                assert len(set(waiters)) == len(waiters) and not set(holders) & set(waiters), info
+                assert all(n == 1 for _, n in info.line), info
+        assert samples > 20 and lines > 0
+    finally:
+        proc.terminate()  # the process this test started
+        proc.wait(10)
+        proc.stdout.close()
