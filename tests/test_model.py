@@ -789,13 +789,16 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             before, _, s, r = self.step(lambda: c.set_limit(LIMIT, capacity) if capacity else c.remove_limit(LIMIT))
             m = self.model
             assert before == m.capacity
-            if capacity and m.capacity and capacity < m.capacity:
-                # less room: whoever asks for more than there now is leaves the line at once, told
-                for e in [e for e in m.queue[LIMIT] if e.waiting and e.slots > capacity]:
+            names: list[str] = []
+            if m.capacity and (not capacity or capacity < m.capacity):
+                # removed, or less room: whoever asks for more than there now is leaves every line at
+                # once, told; the other lines it leaves are looked at before the limit's (limit.lua)
+                for e in [e for e in m.queue[LIMIT] if e.waiting and (not capacity or e.slots > capacity)]:
                     m.unqueue(e)
                     m.nudged.add(e.nonce)
+                    names += [n for n in [*e.inputs, *e.outputs] if n not in names]
             m.capacity = capacity or None
-            m.scan_names([LIMIT], s, r)
+            m.scan_names([*names, LIMIT], s, r)
             self.grants_published()
 
         def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool, slots: int

@@ -645,3 +645,26 @@ def test_limits_reads_are_consistent_while_jobs_come_and_go(coord, server, prefi
         proc.terminate()  # the process this test started
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_a_waiter_failed_by_a_lower_capacity_lets_the_ones_behind_it_elsewhere_start(coord):
+    """``e`` asks w:3 and v:2 and keeps its turn in v's line (1 of 2 free); ``s`` (v:1) waits
+    behind it. Lowering w to 2 ends e's wait: s, in v's line, must start then, not at its next look."""
+    c = coord()
+    c.set_limit("w", 3)
+    c.set_limit("v", 2)
+    hv = c.job([], [], duration=30, limits={"v": 1}, job_id="hv").start()
+    e = c.job([], [], limits={"w": 3, "v": 2}, wait=10, job_id="e")
+    t_e, r_e = started_in(e)
+    assert until(lambda: in_line(c, "v") == ["e"])
+    s = c.job([], [], limits={"v": 1}, wait=10, job_id="s")
+    t_s, r_s = started_in(s)
+    assert until(lambda: in_line(c, "v") == ["e", "s"])
+    time.sleep(0.1)
+    c.set_limit("w", 2)
+    t_e.join(3)
+    assert isinstance(r_e.get("state"), LimitTooSmall), r_e
+    assert until(lambda: r_s.get("state") == "started", 1.5), in_line(c, "v")
+    s.stop()
+    hv.stop()
+    t_s.join(5)
