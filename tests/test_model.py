@@ -120,6 +120,8 @@ class Model:
         self.tickets = 0
         self.grants: dict[str, int] = {}  # published in the current step: nonce -> token
         self.nudged: set[str] = set()  # told to look again in the current step
+        self.left: list[str] = []  # lines left by waiters that can never start, to look at (drain)
+        self.left_seen: set[str] = set()  # every such line of the current step (one look each)
 
     @staticmethod
     def live(jm: JobModel, s: float, r: float) -> bool:
@@ -337,6 +339,10 @@ class Model:
             elif any(reason in FINAL for reason, _, _ in found):
                 self.unqueue(e)
                 self.nudged.add(e.nonce)
+                for x in self.lines_of(e):  # its other lines: looked at after (drain)
+                    if x != n and x not in self.left_seen and len(self.left_seen) < 32:
+                        self.left_seen.add(x)
+                        self.left.append(x)
             else:
                 if found[0][0] == "job_running" and e not in self.idqueue.setdefault(e.id, []):
                     self.idqueue[e.id].append(e)
@@ -347,10 +353,17 @@ class Model:
                     return
 
     def scan_names(self, names: Any, s: float, r: float) -> None:
-        """The lines of ``names`` (and of the limit, named LIMIT), in that order."""
+        """The lines of ``names`` (and of the limit, named LIMIT), in that order; then drain."""
         if self.waiters():
             for n in names:
                 self.scan(self.queue[n], n, s, r)
+            self.drain(s, r)
+
+    def drain(self, s: float, r: float) -> None:
+        """The lines that waiters found unable to start left, in the order they were found."""
+        left, self.left = self.left, []
+        for n in left:
+            self.scan(self.queue[n], n, s, r)
 
     def held(self, jm: JobModel) -> set[tuple[str, str]]:
         """What ``jm``'s start still holds, as lost reasons would name it."""
@@ -436,6 +449,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             self.settle()
             FIGURES["steps"] += 1
             self.model.grants, self.model.nudged = {}, set()
+            self.model.left, self.model.left_seen = [], set()
             s = time.monotonic()
             try:
                 result, error = call(), None
@@ -647,6 +661,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.scan_names(m.lines_of(jm), s, r)
                 if released:
                     m.scan(m.idqueue.get(jm.id, []), None, s, r)
+                    m.drain(s, r)
             self.grants_published()
 
         def _adopt(self, jm: JobModel, token: int, sent: float, lease: float) -> None:
@@ -723,6 +738,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.record[jm.id] = (jm, False)
                 m.scan_names(m.lines_of(jm), s, r)
                 m.scan(m.idqueue.get(jm.id, []), None, s, r)
+                m.drain(s, r)
             self.grants_published()
             jm.active, jm.window = False, None
             assert not jm.job.is_running

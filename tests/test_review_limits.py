@@ -668,3 +668,26 @@ def test_a_waiter_failed_by_a_lower_capacity_lets_the_ones_behind_it_elsewhere_s
     s.stop()
     hv.stop()
     t_s.join(5)
+
+
+def test_a_waiter_that_can_never_start_lets_the_ones_behind_it_in_a_limits_line_start(coord):
+    """``e`` writes x with overwrite off and asks v:2, keeping its turn in v's line (1 of 2 free);
+    ``s`` (v:1) waits behind it. x gets written: e can never start and leaves every line; s must
+    start then, not at its next look."""
+    c = coord()
+    c.set_limit("v", 2)
+    hv = c.job([], [], duration=30, limits={"v": 1}, job_id="hv").start()
+    e = c.job([], ["x"], overwrite=False, limits={"v": 2}, wait=10, job_id="e")
+    t_e, r_e = started_in(e)
+    assert until(lambda: in_line(c, "v") == ["e"])
+    s = c.job([], [], limits={"v": 1}, wait=10, job_id="s")
+    t_s, r_s = started_in(s)
+    assert until(lambda: in_line(c, "v") == ["e", "s"])
+    time.sleep(0.1)
+    c.create_outputs(["x"])
+    t_e.join(3)
+    assert isinstance(r_e.get("state"), ResourceUnavailable) and "output_exists" in r_e["state"].reasons
+    assert until(lambda: r_s.get("state") == "started", 1.5), in_line(c, "v")
+    s.stop()
+    hv.stop()
+    t_s.join(5)

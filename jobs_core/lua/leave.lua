@@ -29,6 +29,7 @@ if queued or released == 1 then
     scan_lines(r.names, r.lims)
     if released == 1 and redis.call('EXISTS', k_idqueue(r.id)) == 1 then
         queues().scan(k_idqueue(r.id), true)
+        queues().drain()
     end
     flush()
 end

@@ -544,6 +544,10 @@ queues = function()
     -- A request of nobody's process, for judging who may pass a waiter in a release's scan.
     local NOBODY = {host = '', pid = -1}
 
+    -- The other lines of the waiters a scan found can never start (they leave every line): those
+    -- behind them there may start now (drain looks at them). At most SCAN_MAX per script call.
+    local LEFT = {list = {}, seen = {}, count = 0}
+
     -- After the state of a resource changed (a name released or written, slots of a limit freed, a
     -- waiter left): start, for them, the waiters of its line q that can run now, in line order, and
     -- tell them (id_line: q is the line of a job id). Stops at the first that keeps its turn; one
@@ -574,6 +578,14 @@ queues = function()
                     elseif is_final(list) then
                         unqueue(e)
                         notify(e.ch, e.nonce)
+                        for i = 1, #e.names + #e.lims do
+                            local key = res_queue(e, i)
+                            if key ~= q and not LEFT.seen[key] and LEFT.count < SCAN_MAX then
+                                LEFT.seen[key] = true
+                                LEFT.count = LEFT.count + 1
+                                LEFT.list[#LEFT.list + 1] = {key, i > #e.names}
+                            end
+                        end
                     else
                         from = from + 1
                         if list[1][1] == 'job_running' then
@@ -604,7 +616,16 @@ queues = function()
         end
     end
 
-    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks}
+    -- look at the lines the waiters found unable to start left (see LEFT)
+    local function drain()
+        local list = LEFT.list
+        LEFT.list = {}
+        for _, x in ipairs(list) do
+            scan(x[1], false, x[2])
+        end
+    end
+
+    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain}
     return QUEUES
 end
 
@@ -620,6 +641,7 @@ local function scan_lines(names, lims)
     for _, l in ipairs(lims or {}) do
         scan(k_limitq(l[1]), false, true)
     end
+    queues().drain()
 end
 
 -- Release what job id still holds among names (nin inputs first) and the slots of limits lims;

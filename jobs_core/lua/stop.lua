@@ -89,6 +89,7 @@ OUTBOX.lims = lims
 scan_lines(names, lims)
 if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
     queues().scan(k_idqueue(id), true)
+    queues().drain()
 end
 flush()
 
