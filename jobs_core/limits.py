@@ -30,6 +30,12 @@ MAX_SLOTS = 1000
 MAX_CAPACITY = 1_000_000_000
 
 
+def wake_mark(name: str) -> str:
+    """How the namespace's broadcast (``<prefix>jobs:wake``) names limit ``name`` when its slots or
+    capacity changed (lua/lib.lua, flush): no jobs_core name starts with ``jobs:``."""
+    return "jobs:limit:" + name
+
+
 def check_limit(value: Any) -> str:
     """Validate a limit's name (the rules of a job id: text, no control characters)."""
     return check_text(value, "limit name")

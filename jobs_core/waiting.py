@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from .errors import CoordinatorClosed, LimitTooSmall, ResourceUnavailable, UnknownLimit
 from .events import WaitProgress
 from .facts import Blocker, BlockReport, group_reasons
+from .limits import wake_mark
 from .plan import CHECK, START, WAIT, Plan, StartReply, parse_start
 from .steps import Call, Expect, Flow, Sleep, Watch
 
@@ -252,7 +253,8 @@ def ready_flow(plan: Plan, timeout: float, clock: Callable[[], float], poll: flo
     reply = parse_start((yield Call("start", plan.keys, args)), plan)
     if reply.started or reply.final or timeout <= 0:
         return reply
-    yield Watch(frozenset(plan.names))  # confirmed before the next look: no release is missed
+    # confirmed before the next look: no release is missed (of a name, or of slots of a limit)
+    yield Watch(frozenset(plan.names) | {wake_mark(name) for name, _ in plan.limits})
     schedule = Schedule(poll)
     while True:
         reply = parse_start((yield Call("start", plan.keys, args)), plan)

@@ -120,6 +120,8 @@ class Model:
         self.tickets = 0
         self.grants: dict[str, int] = {}  # published in the current step: nonce -> token
         self.nudged: set[str] = set()  # told to look again in the current step
+        self.left: list[str] = []  # lines left by waiters that can never start, to look at (drain)
+        self.left_seen: set[str] = set()  # every such line of the current step (one look each)
 
     @staticmethod
     def live(jm: JobModel, s: float, r: float) -> bool:
@@ -275,7 +277,8 @@ class Model:
             passed = p
             if e is not None:
                 found.append(("limit_queued", LIMIT, e))
-        for n in [*inputs, *outputs]:
+        # per name index, as the server reports them: a name both read and written is in line twice
+        for n, reason in [*((n, "input_queued") for n in inputs), *((n, "output_queued") for n in outputs)]:
             if w is None:
                 # a newcomer: compatible with readers only if it only reads n
                 reads_only = n in inputs and n not in outputs
@@ -292,7 +295,7 @@ class Model:
                 e, p = self.line(w, n, host, 0, s, r)
             passed = passed or p
             if e is not None:
-                found.append(("input_queued" if n in inputs else "output_queued", n, e))
+                found.append((reason, n, e))
         return found, passed
 
     def waiters(self) -> list[JobModel]:
@@ -321,7 +324,9 @@ class Model:
 
     def scan(self, q: list[JobModel], n: str | None, s: float, r: float) -> None:
         """A release's look at one line: start, in order, those that can run; tell those that cannot
-        ever (an existing output); stop at the first that keeps its turn."""
+        ever (an existing output); stop at the first that keeps its turn (on the limit's line, at the
+        first blocked by the limit itself: one keeping its turn for another reason keeps its slots,
+        and those behind it that fit in the rest start)."""
         for e in list(q):
             if not e.waiting:
                 continue
@@ -334,20 +339,31 @@ class Model:
             elif any(reason in FINAL for reason, _, _ in found):
                 self.unqueue(e)
                 self.nudged.add(e.nonce)
+                for x in self.lines_of(e):  # its other lines: looked at after (drain)
+                    if x != n and x not in self.left_seen and len(self.left_seen) < 32:
+                        self.left_seen.add(x)
+                        self.left.append(x)
             else:
                 if found[0][0] == "job_running" and e not in self.idqueue.setdefault(e.id, []):
                     self.idqueue[e.id].append(e)
                 if n is None:
                     if found[0][0] == "job_running":
                         return
-                elif self.standing(e, n, "", 0, s, r) in ("on", "strict"):
+                elif self.standing(e, n, "", 0, s, r) in (("on",) if n == LIMIT else ("on", "strict")):
                     return
 
     def scan_names(self, names: Any, s: float, r: float) -> None:
-        """The lines of ``names`` (and of the limit, named LIMIT), in that order."""
+        """The lines of ``names`` (and of the limit, named LIMIT), in that order; then drain."""
         if self.waiters():
             for n in names:
                 self.scan(self.queue[n], n, s, r)
+            self.drain(s, r)
+
+    def drain(self, s: float, r: float) -> None:
+        """The lines that waiters found unable to start left, in the order they were found."""
+        left, self.left = self.left, []
+        for n in left:
+            self.scan(self.queue[n], n, s, r)
 
     def held(self, jm: JobModel) -> set[tuple[str, str]]:
         """What ``jm``'s start still holds, as lost reasons would name it."""
@@ -433,6 +449,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             self.settle()
             FIGURES["steps"] += 1
             self.model.grants, self.model.nudged = {}, set()
+            self.model.left, self.model.left_seen = [], set()
             s = time.monotonic()
             try:
                 result, error = call(), None
@@ -612,8 +629,8 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             if not found:
                 assert int(reply[0]) == 1, (reply, m.queue)
                 m.take(jm, passed, s, r)
-                if jm.inputs:
-                    m.scan_names(jm.inputs, s, r)
+                if jm.inputs or jm.slots:  # readers beside it, and the limit's line behind it
+                    m.scan_names([*jm.inputs] + ([LIMIT] if jm.slots else []), s, r)
                 self._adopt(jm, int(reply[1]), s, jm.lease)
                 self.grants_published()
                 return
@@ -644,6 +661,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.scan_names(m.lines_of(jm), s, r)
                 if released:
                     m.scan(m.idqueue.get(jm.id, []), None, s, r)
+                    m.drain(s, r)
             self.grants_published()
 
         def _adopt(self, jm: JobModel, token: int, sent: float, lease: float) -> None:
@@ -720,6 +738,7 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
                 m.record[jm.id] = (jm, False)
                 m.scan_names(m.lines_of(jm), s, r)
                 m.scan(m.idqueue.get(jm.id, []), None, s, r)
+                m.drain(s, r)
             self.grants_published()
             jm.active, jm.window = False, None
             assert not jm.job.is_running
@@ -786,8 +805,16 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             before, _, s, r = self.step(lambda: c.set_limit(LIMIT, capacity) if capacity else c.remove_limit(LIMIT))
             m = self.model
             assert before == m.capacity
+            names: list[str] = []
+            if m.capacity and (not capacity or capacity < m.capacity):
+                # removed, or less room: whoever asks for more than there now is leaves every line at
+                # once, told; the other lines it leaves are looked at before the limit's (limit.lua)
+                for e in [e for e in m.queue[LIMIT] if e.waiting and (not capacity or e.slots > capacity)]:
+                    m.unqueue(e)
+                    m.nudged.add(e.nonce)
+                    names += [n for n in [*e.inputs, *e.outputs] if n not in names]
             m.capacity = capacity or None
-            m.scan_names([LIMIT], s, r)
+            m.scan_names([*names, LIMIT], s, r)
             self.grants_published()
 
         def _why_blocked(self, client: int, inputs: list[str], outputs: list[str], overwrite: bool, slots: int

@@ -25,9 +25,11 @@ if h[1] == 'running' and h[2] == r.nonce then
 end
 if queued or released == 1 then
     OUTBOX.names = r.names
+    OUTBOX.lims = r.lims
     scan_lines(r.names, r.lims)
     if released == 1 and redis.call('EXISTS', k_idqueue(r.id)) == 1 then
         queues().scan(k_idqueue(r.id), true)
+        queues().drain()
     end
     flush()
 end

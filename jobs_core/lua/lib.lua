@@ -35,8 +35,10 @@ local K_WAKE = PREFIX .. 'jobs:wake'
 local K_LIMITS = PREFIX .. 'jobs:limits'
 
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
--- waiting jobs; on the namespace channel, the names whose state changed
-local OUTBOX = {channels = {}, order = {}, names = {}, publish = 'PUBLISH'}
+-- waiting jobs; on the namespace channel, the names whose state changed and the limits whose
+-- slots or capacity changed (lims: {{limit, slots}...}), each as the key of its slots without the
+-- prefix, jobs:limit:<l> (no name has that form)
+local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
 
 local function notify(ch, line)
     if not ch or ch == '' then
@@ -56,8 +58,18 @@ local function flush()
     for _, ch in ipairs(OUTBOX.order) do
         redis.pcall(OUTBOX.publish, K_WAKE .. ':' .. ch, table.concat(OUTBOX.channels[ch], '\n'))
     end
-    if #OUTBOX.names > 0 then
-        redis.pcall(OUTBOX.publish, K_WAKE, cjson.encode(OUTBOX.names))
+    local changed = OUTBOX.names
+    if #OUTBOX.lims > 0 then
+        changed = {}
+        for i, n in ipairs(OUTBOX.names) do
+            changed[i] = n
+        end
+        for _, l in ipairs(OUTBOX.lims) do
+            changed[#changed + 1] = string.sub(k_limit(l[1]), #PREFIX + 1)  -- its slots key, unprefixed
+        end
+    end
+    if #changed > 0 then
+        redis.pcall(OUTBOX.publish, K_WAKE, cjson.encode(changed))
     end
 end
 
@@ -277,8 +289,6 @@ end
 local function take(r, lease_ms)
     local expiry = NOW + lease_ms / 1000
     local token = redis.call('INCR', K_TOKEN)
-    -- the holder record first: a key of another type there (garbage) must not fail the script
-    -- after it took locks
     local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
         'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
     if #r.lims > 0 then
@@ -296,11 +306,11 @@ local function take(r, lease_ms)
             end
         end
     end
-    local written = redis.pcall('HSET', k_holder(r.id), unpack(holder))
-    if type(written) == 'table' and written.err then
-        redis.call('DEL', k_holder(r.id))
-        redis.call('HSET', k_holder(r.id), unpack(holder))
-    end
+    -- written afresh: the record an earlier start of the id left (it answers a repeated stop for
+    -- a while) must lend this start none of its fields (its limits, ended_by, forced), and a key of
+    -- another type there goes too
+    redis.call('DEL', k_holder(r.id))
+    redis.call('HSET', k_holder(r.id), unpack(holder))
     redis.call('PEXPIRE', k_holder(r.id), lease_ms)
     local io = {}
     for i, n in ipairs(r.names) do
@@ -534,13 +544,20 @@ queues = function()
     -- A request of nobody's process, for judging who may pass a waiter in a release's scan.
     local NOBODY = {host = '', pid = -1}
 
+    -- The other lines of the waiters a scan found can never start (they leave every line): those
+    -- behind them there may start now (drain looks at them). At most SCAN_MAX per script call.
+    local LEFT = {list = {}, seen = {}, count = 0}
+
     -- After the state of a resource changed (a name released or written, slots of a limit freed, a
     -- waiter left): start, for them, the waiters of its line q that can run now, in line order, and
     -- tell them (id_line: q is the line of a job id). Stops at the first that keeps its turn; one
     -- that waits in vain (an existing output) is told to look (it then leaves). At most SCAN_MAX
     -- entries are judged; if more are left, the next one is told to look for itself (its own try
-    -- goes on from there).
-    local function scan(q, id_line)
+    -- goes on from there). On a limit's line (limit_line) a waiter that keeps its turn for another
+    -- reason than the limit only keeps the slots it asks for: those behind it that fit in the rest
+    -- are started too (their blockers() count what it keeps), and the scan stops at the first one
+    -- blocked by the limit itself.
+    local function scan(q, id_line, limit_line)
         local from, looked, page = 0, 0, 2
         while looked < SCAN_MAX do
             local members = redis.call('ZRANGE', q, from, from + math.min(page, SCAN_MAX - looked) - 1)
@@ -561,6 +578,14 @@ queues = function()
                     elseif is_final(list) then
                         unqueue(e)
                         notify(e.ch, e.nonce)
+                        for i = 1, #e.names + #e.lims do
+                            local key = res_queue(e, i)
+                            if key ~= q and not LEFT.seen[key] and LEFT.count < SCAN_MAX then
+                                LEFT.seen[key] = true
+                                LEFT.count = LEFT.count + 1
+                                LEFT.list[#LEFT.list + 1] = {key, i > #e.names}
+                            end
+                        end
                     else
                         from = from + 1
                         if list[1][1] == 'job_running' then
@@ -574,7 +599,7 @@ queues = function()
                             end
                         else
                             local st = standing(e, q, NOBODY, 0, list)
-                            if st == 'on' or st == 'strict' then
+                            if st == 'on' or (st == 'strict' and not limit_line) then
                                 return
                             end
                         end
@@ -591,7 +616,16 @@ queues = function()
         end
     end
 
-    QUEUES = {line = line, scan = scan, standing = standing}
+    -- look at the lines the waiters found unable to start left (see LEFT)
+    local function drain()
+        local list = LEFT.list
+        LEFT.list = {}
+        for _, x in ipairs(list) do
+            scan(x[1], false, x[2])
+        end
+    end
+
+    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain}
     return QUEUES
 end
 
@@ -605,8 +639,9 @@ local function scan_lines(names, lims)
         scan(k_queue(n), false)
     end
     for _, l in ipairs(lims or {}) do
-        scan(k_limitq(l[1]), false)
+        scan(k_limitq(l[1]), false, true)
     end
+    queues().drain()
 end
 
 -- Release what job id still holds among names (nin inputs first) and the slots of limits lims;
@@ -619,7 +654,12 @@ local function release(id, owned, names, nin, lims)
         local held = true
         for i = 1, l[2] do
             local member = id .. '#' .. i
-            local score = redis.call('ZSCORE', k, member)
+            -- pcall: a slots key of another type (garbage) must not keep a stop from releasing the
+            -- job's names; its slots are lost then
+            local score = redis.pcall('ZSCORE', k, member)
+            if type(score) ~= 'string' then
+                score = false
+            end
             held = held and score and tonumber(score) > NOW
             if score then
                 redis.call('ZREM', k, member)

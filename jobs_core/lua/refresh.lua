@@ -38,8 +38,8 @@ local held_lims = {}
 for j, l in ipairs(lims) do
     local ok = mine
     for s = 1, l[2] do
-        local score = mine and redis.call('ZSCORE', k_limit(l[1]), id .. '#' .. s)
-        ok = ok and score and tonumber(score) > NOW
+        local score = mine and redis.pcall('ZSCORE', k_limit(l[1]), id .. '#' .. s)  -- garbage: lost
+        ok = ok and type(score) == 'string' and tonumber(score) > NOW
     end
     if ok then
         held_lims[#held_lims + 1] = l

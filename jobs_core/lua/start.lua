@@ -58,13 +58,15 @@ if #list == 0 then
         return {1, 0, NOWS, 0}
     end
     local token = take(r, r.lease)
-    if r.ticket > 0 and r.nin > 0 then
-        -- it waited in line: readers behind it may read beside it now
+    if r.ticket > 0 and (r.nin > 0 or #r.lims > 0) then
+        -- it waited in line: readers behind it may read beside it now, and the jobs behind it in a
+        -- limit's line that fit in the slots it left (it found them free at its own look: a lease
+        -- that lapsed, which nobody announces) may start with it
         local inputs = {}
         for i = 1, r.nin do
             inputs[i] = r.names[i]
         end
-        scan_lines(inputs)
+        scan_lines(inputs, r.lims)
         flush()
     end
     return {1, token, NOWS, r.lease}
@@ -77,6 +79,7 @@ if mode == 'wait' then
         if record or r.ticket > 0 then
             unqueue(r)
             OUTBOX.names = r.names
+            OUTBOX.lims = r.lims
             scan_lines(r.names, r.lims)
             flush()
         end

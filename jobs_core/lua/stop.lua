@@ -85,9 +85,11 @@ if mine and ARGV[8] == '1' then
 end
 
 OUTBOX.names = names
+OUTBOX.lims = lims
 scan_lines(names, lims)
 if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
     queues().scan(k_idqueue(id), true)
+    queues().drain()
 end
 flush()
 
