@@ -87,6 +87,18 @@ with DAG("jobs_xcom", **DAG_ARGS):
     a_dict()
     plain_unpushable()
 
+with DAG("jobs_xcom_mapped", **DAG_ARGS):
+
+    @task.jobs(outputs=["xcom.unmappable.{{ ds }}"])
+    def unmappable():
+        return "not a list"  # a mapped downstream task needs a list or a dict: Airflow fails this task
+
+    @task
+    def each(item):
+        return item
+
+    each.expand(item=unmappable())
+
 # -- triggers that end their task (end_from_trigger) ---------------------------------------------
 
 with DAG("jobs_end_in_trigger", **DAG_ARGS):
@@ -115,6 +127,12 @@ with DAG("jobs_killed_plain", **DAG_ARGS):
         return "finished anyway"
 
     killed_plain()
+
+with DAG("jobs_killed_bash", **DAG_ARGS):
+    # a wrapped operator with its own on_kill (BashOperator's ends its command): the shell sends the
+    # task's process SIGTERM, as Airflow's supervisor would, then keeps running until it is ended
+    with_jobs_lock(BashOperator)(task_id="killed_bash", jobs_outputs=["killed.bash.{{ ds }}"],
+                                 bash_command="kill -TERM $PPID; sleep 30")
 
 # -- names that look like template files ---------------------------------------------------------
 
