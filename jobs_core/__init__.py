@@ -16,6 +16,7 @@ import logging as _logging
 from .aio import AsyncCoordinator, AsyncJob
 from .compat import ResourceManager, edges, get_job_io, get_jobs, handle_auto_shutdown, resource_manager
 from .coordinator import Coordinator
+from .display import PrintableArgs as _PrintableArgs
 from .errors import (
                      ConfigurationError,
                      CoordinatorClosed,
@@ -46,6 +47,8 @@ GLOBAL_PREFIX = ""
 GRAPH_HISTORY = True
 OUTPUT_DURATION = None
 DEFAULT_LOGGER = _logging.getLogger("jobs_core")
+if not any(isinstance(f, _PrintableArgs) for f in DEFAULT_LOGGER.filters):
+    DEFAULT_LOGGER.addFilter(_PrintableArgs())  # ids and names in its lines come from Redis: escaped
 NG = TYPE_NG()
 
 __all__ = [

@@ -9,6 +9,7 @@ newline forge a log line, a bidirectional override reorder what is read.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -49,3 +50,18 @@ def safe_json(text: str) -> str:
     whitespace, so this changes strings alone and keeps what they mean.
     """
     return _UNSAFE_IN_JSON.sub(_json_escape, text)
+
+
+class PrintableArgs(logging.Filter):
+    """Escapes control and bidirectional characters in a log record's text arguments.
+
+    Job ids, names and hosts reach the library's log lines from Redis, where
+    anyone sharing it (a jobs.py client accepts any text) chooses them; a
+    handler writing to a terminal or a task log must never get them raw. The
+    ``jobs_core`` logger carries one (see the package's ``__init__``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in record.args)
+        return True

@@ -656,6 +656,36 @@ def test_names_are_templated_as_names_never_as_template_files(jobs_env):
         assert written_by_task(c, name, "jobs_names_not_files", "write") and no_locks(c, name)
 
 
+def test_the_task_log_says_what_a_waiting_task_waits_for(jobs_env, caplog):
+    """A task waiting for its locks logs what blocks it and who holds it (INFO on jobs_core, which
+    Airflow's task logging takes in), then how long it waited once it starts."""
+    c, day = jobs_env.coordinator, "2026-12-21"
+    name = f"talk.{day}"
+    holder = c.job([], [name], duration=30, job_id="cron:holder \u202e").start()
+
+    def release_once_it_waits() -> None:
+        deadline = time.monotonic() + 30
+        while not c.waiting_jobs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        holder.stop(failed=True)
+
+    release = threading.Thread(target=release_once_it_waits)
+    release.start()
+    caplog.set_level(logging.INFO, logger="jobs_core")
+    try:
+        assert run_dag("jobs_waits_talk", day) == {"waits": "success"}
+    finally:
+        release.join()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("jobs_core")]
+    waiting = [m for m in lines if "waited 0s" in m]
+    assert waiting, lines
+    assert f"output_locked: '{name}'" in waiting[0] and "cron:holder \\u202e" in waiting[0]
+    assert "\u202e" not in "".join(lines)  # the holder's bidi override is shown escaped
+    assert any("after waiting" in m for m in lines), lines
+    assert written_by_task(c, name, "jobs_waits_talk", "waits") and no_locks(c, name)
+
+
 def test_names_from_upstream_tasks(jobs_env):
     """XComArgs as the whole names list or as items: the DAG imports, upstream tasks run first."""
     c, day = jobs_env.coordinator, "2026-12-10"

@@ -31,6 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import jobs_core
 from jobs_core import ConfigurationError, Coordinator, ResourceUnavailable
 from jobs_core.embedded import embedded_server
 from jobs_core.names import fold
@@ -316,6 +317,21 @@ def test_blocker_describe_and_errors_escape(hostile: Cli, caplog: pytest.LogCapt
     assert "held by evil\\x1b[2J" in str(raised.value)
     assert_safe(caplog.text, "log")
     assert "could not start" in caplog.text
+
+
+def test_the_librarys_own_log_lines_escape_ids(redis7, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A job id may hold bidirectional controls (jobs_core refuses only C0/C1 controls): every line the
+    jobs_core logger writes about it shows them escaped, whatever handler takes it (a task log, a file)."""
+    c = jobs_core.Coordinator.from_url(redis7.url, prefix)
+    caplog.set_level(logging.INFO, logger="jobs_core")
+    job = c.job([], ["bidi.out"], duration=5, job_id="evil\u202eid", heartbeat=False).start()
+    c.stop_job(job.id)
+    with c.job([], ["bidi.out"], duration=5, job_id="evil\u202eid2", heartbeat=False):
+        pass
+    messages = [r.getMessage() for r in caplog.records if r.name == "jobs_core"]
+    assert len(messages) >= 3 and any("evil\\u202eid" in m for m in messages), messages
+    assert not any("\u202e" in m for m in messages), messages
+    c.close()
 
 
 # -- 22: the embedded demo server ------------------------------------------------------------------------

@@ -141,6 +141,12 @@ with DAG("jobs_names_not_files", **DAG_ARGS):
     with_jobs_lock(BashOperator)(task_id="write", bash_command="echo written",
                                  jobs_outputs=["script.{{ ds }}.sh", "names_are_not_files.sh"])
 
+# -- a task that waits for its locks (what its log says) ------------------------------------------
+
+with DAG("jobs_waits_talk", **DAG_ARGS):
+    with_jobs_lock(BashOperator)(task_id="waits", bash_command="echo done", jobs_outputs=["talk.{{ ds }}"],
+                                 jobs_wait=30, jobs_deferrable=False)
+
 # -- timedelta durations -------------------------------------------------------------------------
 
 with DAG("jobs_timedelta", **DAG_ARGS):
