@@ -170,7 +170,9 @@ end
 -- appended to list as {reason, name index, holder, expiry}; index 0 is the job id itself.
 local function conflicts(r, list)
     if r.id ~= '' then
-        local running = holder_fields(r.id, 'state', 'nonce')
+        -- r.holder: the fields start.lua already read of this record (read once per script call)
+        local running = r.holder or holder_fields(r.id, 'state', 'nonce')
+        r.holder = nil
         if running[1] == 'running' and running[2] ~= r.nonce then
             add(list, 'job_running', 0, r.id, lock_until(k_holder(r.id)))
         end

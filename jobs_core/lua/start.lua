@@ -38,6 +38,7 @@ if r.id ~= '' then
     if h[1] == 'running' and h[2] == r.nonce then
         return {1, tonumber(h[3]), NOWS, redis.call('PTTL', k_holder(r.id))}
     end
+    r.holder = {h[1], h[2]}  -- for conflicts(): this call's first look at the id's record
 end
 
 local record = nil

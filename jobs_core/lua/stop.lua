@@ -86,10 +86,13 @@ end
 
 OUTBOX.names = names
 OUTBOX.lims = lims
-scan_lines(names, lims)
-if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
-    queues().scan(k_idqueue(id), true)
-    queues().drain()
+if redis.call('ZCARD', K_WAITING) > 0 then
+    -- someone waits (a waiter of a job id's line is in jobs:waiting too, or has lapsed)
+    scan_lines(names, lims)
+    if mine and redis.call('EXISTS', k_idqueue(id)) == 1 then
+        queues().scan(k_idqueue(id), true)
+        queues().drain()
+    end
 end
 flush()
 
