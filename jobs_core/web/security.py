@@ -12,6 +12,7 @@ that only the page itself can make.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Mapping
 
@@ -88,7 +89,7 @@ class SecurityHeaders:
 
 def check_repair_request(headers: Mapping[str, str], url: URL, token: str) -> str | None:
     """Why a repair request is refused (None: it may go on)."""
-    if not token or headers.get(REPAIR_HEADER.lower()) != token:
+    if not token or not hmac.compare_digest(headers.get(REPAIR_HEADER.lower(), "").encode(), token.encode()):
         return "a repair needs the page's repair token: use the page's buttons (a request from elsewhere is refused)"
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
