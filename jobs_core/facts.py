@@ -174,7 +174,8 @@ class LimitInfo:
 
     @property
     def free(self) -> int:
-        """Slots a new job could take now (0 when used reaches or passes the capacity)."""
+        """Slots nobody holds (0 when used reaches or passes the capacity); jobs in ``line`` that keep
+        their turn reserve some of them, so a newcomer may still have to wait."""
         return max((self.capacity or 0) - self.used, 0)
 
 
