@@ -181,10 +181,16 @@ class LocalCluster:
         """The port of the master serving ``key`` (hash tags apply: ``{jobs}:x``)."""
         return self.master_of_slot(key_slot(key.encode()))
 
-    def replicas_of(self, master: int) -> list[int]:
-        topo = self.topology()
-        master_id = topo[master]["id"]
-        return sorted(p for p, n in topo.items() if n["master_id"] == master_id and p in self.alive())
+    def replicas_of(self, master: int, timeout: float = 15.0) -> list[int]:
+        """The live replicas of ``master`` as the cluster's gossip shows them, waiting for at least one:
+        a replica whose link is up may not be in every node's CLUSTER NODES yet."""
+
+        def replicas() -> list[int]:
+            topo = self.topology()
+            master_id = topo[master]["id"]
+            return sorted(p for p, n in topo.items() if n["master_id"] == master_id and p in self.alive())
+
+        return until(replicas, timeout, f"a replica of {master} in the cluster's view")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Every live node says cluster_state:ok, agrees on the masters, and every replica is in sync."""
