@@ -23,7 +23,14 @@ import jobs_core  # noqa: E402
 from jobs_core import cli  # noqa: E402
 
 from .servers import RedisServer, free_port  # noqa: E402
-from .web_server import Waiters, WebServer, first, running_ids, snapshots  # noqa: E402
+from .web_server import (  # noqa: E402
+    Waiters,
+    WebServer,
+    collect_dropped_connections,
+    first,
+    running_ids,
+    snapshots,
+)
 
 HOSTILE = ["<script>alert(1)</script>", "quote\"'`", "new\nline", "rtl\u202eevil", "ansi\x1b[31mred", "tab\there"]
 
@@ -271,6 +278,7 @@ def test_no_password_reaches_the_page_the_api_or_the_logs(prefix: str, caplog: p
         assert not [t for t in texts if secret in t]
     finally:
         s.cleanup()
+        collect_dropped_connections()
 
 
 def test_redis_down_then_back(prefix: str) -> None:
@@ -289,6 +297,7 @@ def test_redis_down_then_back(prefix: str) -> None:
     finally:
         web.stop()
         s.cleanup()
+        collect_dropped_connections()
 
 
 def test_one_reader_however_many_watch(web: WebServer, c: jobs_core.Coordinator) -> None:

@@ -27,7 +27,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 import jobs_core  # noqa: E402
 
 from .servers import RedisServer  # noqa: E402
-from .web_server import Waiters, WebServer  # noqa: E402
+from .web_server import Waiters, WebServer, collect_dropped_connections  # noqa: E402
 
 CHROMIUM = os.environ.get("JOBS_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -197,6 +197,7 @@ def test_redis_down_shows_an_outage_then_recovers(page: Any, prefix: str) -> Non
     finally:
         web.stop()
         s.cleanup()
+        collect_dropped_connections()
 
 
 def test_repairs_are_confirmed_and_off_by_default(page: Any, web: WebServer, server: RedisServer, prefix: str,
