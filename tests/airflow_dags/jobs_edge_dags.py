@@ -130,9 +130,11 @@ with DAG("jobs_killed_plain", **DAG_ARGS):
 
 with DAG("jobs_killed_bash", **DAG_ARGS):
     # a wrapped operator with its own on_kill (BashOperator's ends its command): the shell sends the
-    # task's process SIGTERM, as Airflow's supervisor would, then keeps running until it is ended
+    # task's process SIGTERM, as Airflow's supervisor would, then keeps running until it is ended (after
+    # a second: a SIGTERM that comes while BashOperator is still starting the shell finds no command
+    # to end, Airflow's own race, and the shell would then run its 30 s)
     with_jobs_lock(BashOperator)(task_id="killed_bash", jobs_outputs=["killed.bash.{{ ds }}"],
-                                 bash_command="kill -TERM $PPID; sleep 30")
+                                 bash_command="sleep 1; kill -TERM $PPID; sleep 30")
 
 # -- names that look like template files ---------------------------------------------------------
 
