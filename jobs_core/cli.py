@@ -158,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Run 'jobs-core COMMAND --help' for a command's options.\n\n{EXIT_CODES}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+    def command(name: str, summary: str, description: str = "", under: Any = sub) -> argparse.ArgumentParser:
         text = "\n\n".join(textwrap.fill(part, 79) for part in (description or summary).split("\n\n"))
-        return sub.add_parser(name, parents=[common], help=summary, description=text,
-                              epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        return under.add_parser(name, parents=[common], help=summary, description=text,
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("status", "running and waiting jobs: names, holder host and pid, token, lease left",
                 "List the running jobs (jobs_core and jobs.py clients alike) with what they read and write, "
@@ -251,28 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
                 "and takes them in the same atomic start as its locks, waiting in the limit's line when it "
                 "is full.")
     limit = p.add_subparsers(dest="limit_command", metavar="ACTION", required=True)
-    q = limit.add_parser("set", parents=[common], epilog=EXIT_CODES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         help="set (or change) a limit's capacity",
-                         description="Set the capacity of LIMIT: how many slots jobs may hold at once. A change "
-                                     "takes effect at once: more room starts waiting jobs; less never ends a "
-                                     "holder (new starts wait until use is under it).")
+    q = command("set", "set (or change) a limit's capacity",
+                "Set the capacity of LIMIT: how many slots jobs may hold at once. A change takes effect at "
+                "once: more room starts waiting jobs; less never ends a holder (new starts wait until use is "
+                "under it).", under=limit)
     q.add_argument("name", metavar="LIMIT")
     q.add_argument("capacity", type=_count, metavar="CAPACITY", help="slots held at once, from 1 up")
-    q = limit.add_parser("list", parents=[common], epilog=EXIT_CODES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         help="limits with their use, holders and line",
-                         description="Every limit of the namespace (or those named): capacity, slots used, the "
-                                     "jobs holding slots (token, host, pid, lease) and the jobs in line for "
-                                     "it, first first.")
+    q = command("list", "limits with their use, holders and line",
+                "Every limit of the namespace (or those named): capacity, slots used, the jobs holding slots "
+                "(token, host, pid, lease) and the jobs in line for it, first first.", under=limit)
     q.add_argument("names", nargs="*", metavar="LIMIT", help="only these limits (default: every one set)")
     q.add_argument("--json", action="store_true", help="print the stable JSON document (README: limit list --json)")
-    q = limit.add_parser("remove", parents=[common], epilog=EXIT_CODES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         help="remove a limit (its holders keep their slots)",
-                         description="Remove LIMIT. Jobs holding slots of it keep them until they stop; jobs "
-                                     "waiting for it, and jobs asking for it later, fail (unknown limit). Asks "
-                                     "for confirmation unless --yes.")
+    q = command("remove", "remove a limit (its holders keep their slots)",
+                "Remove LIMIT. Jobs holding slots of it keep them until they stop; jobs waiting for it, and "
+                "jobs asking for it later, fail (unknown limit). Asks for confirmation unless --yes.",
+                under=limit)
     q.add_argument("name", metavar="LIMIT")
     q.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 

@@ -81,6 +81,20 @@ def _merge(old: Message | None, new: Message) -> Message:
     return old if isinstance(old, (Grant, Closed)) else new
 
 
+class _EveryName:
+    """The registration key of a watcher of every announcement on the broadcast channel (the web view's
+    reader), whatever names it carries: :data:`EVERY_NAME`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EVERY_NAME"
+
+
+#: Register with this key to hear of every release announced on the broadcast channel.
+EVERY_NAME = _EveryName()
+
+
 class _Registration:
     """One wait's registration: the message delivered to it, until it reads it."""
 
@@ -94,6 +108,8 @@ class _Registration:
 
     def wants(self, names: frozenset[str]) -> bool:
         """Whether a release of ``names`` concerns this wait on names."""
+        if self.key is EVERY_NAME:
+            return True
         return isinstance(self.key, frozenset) and not self.key.isdisjoint(names)
 
 
@@ -240,7 +256,7 @@ class Listener(_ListenerBase):
         reg.deliver(message)
 
     def register(self, key: Any) -> Wakeup:
-        """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
+        """Register a wait (a nonce, a frozenset of names, or :data:`EVERY_NAME`); returns once the subscription is
         confirmed (or known broken). After :meth:`close`, the wait is told at once."""
         if self._pid != os.getpid():
             self._reset()
@@ -440,7 +456,7 @@ class AsyncListener(_ListenerBase):
         return self._ready
 
     async def register(self, key: Any) -> AsyncWakeup:
-        """Register a wait (a nonce, or a frozenset of names); returns once the subscription is
+        """Register a wait (a nonce, a frozenset of names, or :data:`EVERY_NAME`); returns once the subscription is
         confirmed (or known broken). After :meth:`aclose`, the wait is told at once."""
         wakeup = AsyncWakeup(self, key)
         if self._closed is not None:

@@ -20,39 +20,7 @@ from jobs_core import InvalidArgument, InvalidType, LimitTooSmall, LockLost, Res
 from jobs_core.limits import MAX_SLOTS, check_limits
 
 from .conftest import keyspace
-
-
-def started_in(job, seconds=None):
-    """Start ``job`` in a thread; returns (thread, result) where result gets 'started' or the error."""
-    result = {}
-
-    def run():
-        t0 = time.monotonic()
-        try:
-            job.start()
-            result["state"] = "started"
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
-            result["state"] = exc
-        result["after"] = time.monotonic() - t0
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def until(check, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def in_line(c, limit):
-    (info,) = c.limits([limit])
-    return [w.job_id for w, _ in info.line]
-
+from .limit_helpers import in_line, started_in, until
 
 # -- bad input: a clear error, nothing written -------------------------------------------------------
 

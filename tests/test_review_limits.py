@@ -19,39 +19,8 @@ import jobs_core
 from jobs_core import LimitTooSmall, LockLost, ResourceUnavailable
 
 from .conftest import CLUSTER, CLUSTER_BACKENDS, _backend
+from .limit_helpers import in_line, started_in, until
 from .test_cli import clean_env
-
-
-def started_in(job):
-    """Start ``job`` in a thread; returns (thread, result): result gets 'started' or the error."""
-    result: dict = {}
-
-    def run():
-        t0 = time.monotonic()
-        try:
-            job.start()
-            result["state"] = "started"
-        except BaseException as exc:  # noqa: BLE001 - the test looks at it
-            result["state"] = exc
-        result["after"] = time.monotonic() - t0
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def until(check, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def in_line(c, limit):
-    (info,) = c.limits([limit])
-    return [w.job_id for w, _ in info.line]
 
 
 def waiting(c):

@@ -32,7 +32,7 @@ import redis
 
 from ..aio import AsyncCoordinator
 from ..display import safe_json
-from ..listener import AsyncListener, AsyncWakeup
+from ..listener import EVERY_NAME, AsyncListener, AsyncWakeup
 from ..urls import describe_error
 from .snapshot import outage, snapshot
 
@@ -40,13 +40,6 @@ log = logging.getLogger("jobs_core.web")
 
 #: Seconds a read may take before it counts as failed (an unreachable host can hang a connect).
 READ_TIMEOUT = 10.0
-
-
-class _EveryName(frozenset[str]):
-    """A registration key that every release matches: the page wants to hear of all of them."""
-
-    def isdisjoint(self, other: Any) -> bool:
-        return False
 
 
 class Snapshot:
@@ -134,7 +127,7 @@ class SharedReader:
                                  self.probe, by_nonce=False)
         try:
             await self.fresh(0)
-            wakeup = await listener.register(_EveryName())
+            wakeup = await listener.register(EVERY_NAME)  # the page hears of every release
             while True:
                 woken = await wakeup.take(self.probe) is not None
                 await self._step(woken)
