@@ -58,6 +58,7 @@ from .protocol import (
 from .scripts import LimitArgs, ScanArgs, Scripts, argv
 from .steps import Batch, Call, Expect, Flow, Sleep, Watch, cmd, queue
 from .waiting import Closed, Wait, limit_error, ready_flow
+from .wire import Wire, usable
 
 log = logging.getLogger("jobs_core")
 _NO_HASH_TAG = ("prefix {prefix} has no hash tag: on Redis Cluster every key of a namespace must map to one slot, "
@@ -535,6 +536,14 @@ class Coordinator(CoordinatorBase):
 
     def __init__(self, client: Any, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(client, prefix, **kwargs)
+        scripts = self.scripts
+        self._wire = Wire(client) if usable(client) else None
+        if self._wire is not None:
+            call = self._wire.call
+            self._call: Callable[[str, Any, Any], Any] = lambda name, keys, args: call(getattr(scripts, name), keys,
+                                                                                          args)
+        else:
+            self._call = lambda name, keys, args: getattr(scripts, name)(keys, args)
         self._heartbeat: Heartbeat | None = None
         self._grants: Listener | None = None
         self._names: Listener | None = None
@@ -560,6 +569,8 @@ class Coordinator(CoordinatorBase):
         running = self.running_here()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._wire is not None:
+            self._wire.close()
         if running:
             log.warning("coordinator closed with %d running job(s): their leases are no longer renewed and "
                         "lapse", len(running))
@@ -594,7 +605,7 @@ class Coordinator(CoordinatorBase):
                 result: Any = None
                 match step:
                     case Call(script, keys, args):
-                        result = getattr(self.scripts, script)(keys, args)
+                        result = self._call(script, keys, args)
                     case Batch(commands, transaction):
                         with self.client.pipeline(transaction=transaction) as pipe:
                             result = queue(pipe, commands).execute()

@@ -16,6 +16,7 @@ from .keys import Keys
 from .names import fold
 from .protocol import STOPPED_RECORD_MS, text, to_ms
 from .scripts import LeaveArgs, RefreshArgs, StartArgs, StopArgs, argv
+from .wire import Argv
 
 #: Start modes (start.lua): one try; a try that keeps a place in line; a dry run.
 START, WAIT, CHECK = "start", "wait", "check"
@@ -79,12 +80,12 @@ class Plan:
         lims = len(self.limits)
         #: The job's name in lineage edges ("" for none): given, else its id folded (as jobs.py does).
         self.lineage = (lineage or fold(job_id)) if history else ""
-        self._start = argv(StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl, host,
-                                     pid, 0, "", self.lineage, publish, self.nin, lims), tail)
-        self._stop = argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.lineage, self.nin,
-                                   lims), tail)
-        self._refresh = argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin, lims), tail)
-        self._leave = argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin, lims), tail)
+        self._start = Argv(argv(StartArgs(job_id, "", START, self.lease_ms, int(renews), int(bool(overwrite)), ttl,
+                                          host, pid, 0, "", self.lineage, publish, self.nin, lims), tail))
+        self._stop = Argv(argv(StopArgs(job_id, 0, 1, ttl, "", STOPPED_RECORD_MS, publish, 0, self.lineage, self.nin,
+                                        lims), tail))
+        self._refresh = Argv(argv(RefreshArgs(job_id, self.lease_ms, 0, 0, self.nin, lims), tail))
+        self._leave = Argv(argv(LeaveArgs(job_id, "", STOPPED_RECORD_MS, publish, self.nin, lims), tail))
 
     def with_id(self, job_id: str) -> Plan:
         """The same plan for another job id with the same lineage name.
@@ -96,45 +97,30 @@ class Plan:
             self.pid, self.names, self.nin, self.limits, self.lease_ms, self.keys, self.lineage)
         other.job_id = job_id
         for slot in ("_start", "_stop", "_refresh", "_leave"):
-            args = getattr(self, slot)[:]
-            args[_JOB_ID] = job_id
-            setattr(other, slot, args)
+            setattr(other, slot, getattr(self, slot).changed({_JOB_ID: job_id}))
         return other
 
     def start_args(self, nonce: str, mode: str = START, wait_left: float = 0.0, channel: str = "") -> list[Any]:
         """ARGV of start.lua; ``wait_left`` (seconds, mode ``wait``) of 0 is the last try."""
-        args = self._start[:]
-        args[_START_NONCE] = nonce
-        args[_START_MODE] = mode
-        args[_START_LEFT] = 0 if wait_left <= 0 else to_ms(wait_left)
-        args[_START_CHANNEL] = channel
-        return args
+        return self._start.changed({_START_NONCE: nonce, _START_MODE: mode,
+                                    _START_LEFT: 0 if wait_left <= 0 else to_ms(wait_left), _START_CHANNEL: channel})
 
     def stop_args(self, token: int | None, commit: bool, nonce: str, forced: bool = False) -> list[Any]:
         """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id; ``forced``
         marks a stop from outside the job."""
-        args = self._stop[:]
-        args[_STOP_TOKEN] = token or 0
-        args[_STOP_COMMIT] = int(commit)
-        args[_STOP_NONCE] = nonce
-        args[_STOP_FORCED] = int(forced)
-        return args
+        return self._stop.changed({_STOP_TOKEN: token or 0, _STOP_COMMIT: int(commit), _STOP_NONCE: nonce,
+                                   _STOP_FORCED: int(forced)})
 
     def refresh_args(self, token: int, renew: bool = True, strict: bool = False, lease: float | None = None
                      ) -> list[Any]:
         """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held; ``lease``
         replaces the plan's lease for this renewal; without ``renew`` it only checks."""
-        args = self._refresh[:]
-        args[_REFRESH_LEASE] = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
-        args[_REFRESH_TOKEN] = token
-        args[_REFRESH_STRICT] = int(strict)
-        return args
+        lease_ms = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
+        return self._refresh.changed({_REFRESH_LEASE: lease_ms, _REFRESH_TOKEN: token, _REFRESH_STRICT: int(strict)})
 
     def leave_args(self, nonce: str) -> list[Any]:
         """ARGV of leave.lua for the start() call ``nonce``."""
-        args = self._leave[:]
-        args[_LEAVE_NONCE] = nonce
-        return args
+        return self._leave.changed({_LEAVE_NONCE: nonce})
 
     def name(self, index: Any) -> str:
         """The name (or limit) at a 1-based index of a script reply: its names, then its limits; 0 is
