@@ -1,8 +1,10 @@
 """A job's script calls, prepared once when the job is made, and their replies.
 
 A job's names, lease and settings do not change between its starts, so the
-arguments of its scripts are records built once (:class:`Plan`); a call only
-``_replace``s the few fields that change (the nonce, the mode, the token).
+arguments of its scripts are records built once (:class:`Plan`, shared by the
+jobs made afresh for each run of the same work); a call copies one and sets the
+few items that change (the job id, the nonce, the mode, the token), and only
+those are encoded again when it is sent (:class:`jobs_core.wire.Argv`).
 """
 
 from __future__ import annotations
@@ -96,31 +98,32 @@ class Plan:
         other.pid, other.names, other.nin, other.limits, other.lease_ms, other.keys, other.lineage = (
             self.pid, self.names, self.nin, self.limits, self.lease_ms, self.keys, self.lineage)
         other.job_id = job_id
-        for slot in ("_start", "_stop", "_refresh", "_leave"):
-            setattr(other, slot, getattr(self, slot).changed({_JOB_ID: job_id}))
+        # the ARGV templates are shared: every call sets the job id (see start_args...)
+        other._start, other._stop, other._refresh, other._leave = self._start, self._stop, self._refresh, self._leave
         return other
 
     def start_args(self, nonce: str, mode: str = START, wait_left: float = 0.0, channel: str = "") -> list[Any]:
         """ARGV of start.lua; ``wait_left`` (seconds, mode ``wait``) of 0 is the last try."""
-        return self._start.changed({_START_NONCE: nonce, _START_MODE: mode,
+        return self._start.changed({_JOB_ID: self.job_id, _START_NONCE: nonce, _START_MODE: mode,
                                     _START_LEFT: 0 if wait_left <= 0 else to_ms(wait_left), _START_CHANNEL: channel})
 
     def stop_args(self, token: int | None, commit: bool, nonce: str, forced: bool = False) -> list[Any]:
         """ARGV of stop.lua; ``token`` None stops a job without a holder record by its id; ``forced``
         marks a stop from outside the job."""
-        return self._stop.changed({_STOP_TOKEN: token or 0, _STOP_COMMIT: int(commit), _STOP_NONCE: nonce,
-                                   _STOP_FORCED: int(forced)})
+        return self._stop.changed({_JOB_ID: self.job_id, _STOP_TOKEN: token or 0, _STOP_COMMIT: int(commit),
+                                   _STOP_NONCE: nonce, _STOP_FORCED: int(forced)})
 
     def refresh_args(self, token: int, renew: bool = True, strict: bool = False, lease: float | None = None
                      ) -> list[Any]:
         """ARGV of refresh.lua; ``strict`` renews nothing unless every lock is held; ``lease``
         replaces the plan's lease for this renewal; without ``renew`` it only checks."""
         lease_ms = (self.lease_ms if lease is None else to_ms(lease)) if renew else 0
-        return self._refresh.changed({_REFRESH_LEASE: lease_ms, _REFRESH_TOKEN: token, _REFRESH_STRICT: int(strict)})
+        return self._refresh.changed({_JOB_ID: self.job_id, _REFRESH_LEASE: lease_ms, _REFRESH_TOKEN: token,
+                                      _REFRESH_STRICT: int(strict)})
 
     def leave_args(self, nonce: str) -> list[Any]:
         """ARGV of leave.lua for the start() call ``nonce``."""
-        return self._leave.changed({_LEAVE_NONCE: nonce})
+        return self._leave.changed({_JOB_ID: self.job_id, _LEAVE_NONCE: nonce})
 
     def name(self, index: Any) -> str:
         """The name (or limit) at a 1-based index of a script reply: its names, then its limits; 0 is

@@ -35,42 +35,63 @@ from redis.exceptions import NoScriptError
 
 def bulk(value: Any) -> bytes:
     """One RESP bulk string: ``value`` as redis-py would send it (str as UTF-8, int and float as text)."""
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         data = value.encode()
+    elif kind is bytes:
+        data = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         data = repr(value).encode()
+    elif isinstance(value, str):
+        data = str(value).encode()
+    elif isinstance(value, bytes):
+        data = bytes(value)
     else:
         raise TypeError(f"a script argument is a str, bytes, int or float, not {type(value).__name__}")
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
 class Argv(list):
-    """A script's ARGV, as a list (what redis-py takes), that keeps the bulk strings of its items.
+    """A script's ARGV, as a list (what redis-py takes), that knows its RESP form.
 
-    A plan builds one per script once; a call copies it with :meth:`changed`,
-    which encodes only the items that change.
+    A plan builds one per script once; a call copies it with :meth:`changed`.
+    The RESP form is made when first asked for (only the wire asks): from the
+    one it was copied from, with only the changed items encoded again.
     """
 
-    __slots__ = ("bulks",)
+    __slots__ = ("_resp", "_base", "_changed")
 
-    def __init__(self, items: Sequence[Any] = (), bulks: list[bytes] | None = None) -> None:
+    def __init__(self, items: Sequence[Any] = ()) -> None:
         super().__init__(items)
-        #: The RESP bulk string of each item, in order.
-        self.bulks = bulks if bulks is not None else [bulk(x) for x in self]
+        self._resp: list[bytes] | None = None
+        self._base: Argv | None = None
+        self._changed: tuple[int, ...] = ()
 
     def changed(self, changes: dict[int, Any]) -> Argv:
         """A copy with the items at the given positions replaced."""
-        items, bulks = self[:], self.bulks[:]
+        other = list.__new__(Argv)  # without __init__: this runs for every call of a job
+        other.extend(self)
         for i, value in changes.items():
-            items[i] = value
-            bulks[i] = bulk(value)
-        return Argv(items, bulks)
+            other[i] = value
+        other._resp, other._base, other._changed = None, self, tuple(changes)
+        return other
+
+    def bulks(self) -> list[bytes]:
+        """The RESP bulk string of each item, in order."""
+        got = self._resp
+        if got is None:
+            if self._base is None:
+                got = [bulk(x) for x in self]
+            else:
+                got = self._base.bulks()[:]
+                for i in self._changed:
+                    got[i] = bulk(self[i])
+            self._resp, self._base = got, None
+        return got
 
     def resp(self) -> bytes:
         """The items as RESP bulk strings, concatenated."""
-        return b"".join(self.bulks)
+        return b"".join(self.bulks())
 
 
 def _plain_checkout(pool: Any) -> bool:

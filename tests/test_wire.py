@@ -42,8 +42,11 @@ def test_the_bytes_sent_are_what_redis_py_packs(redis7, prefix):
 def test_argv_changes_only_what_it_is_told():
     base = Argv(["a", 1, 2.5, b"raw"])
     other = base.changed({1: 42, 3: "é"})
+    third = other.changed({0: "z"})
     assert list(base) == ["a", 1, 2.5, b"raw"] and list(other) == ["a", 42, 2.5, "é"]
+    assert third.resp() == b"".join(bulk(x) for x in ["z", 42, 2.5, "é"])
     assert other.resp() == b"".join(bulk(x) for x in ["a", 42, 2.5, "é"])
+    assert base.resp() == b"".join(bulk(x) for x in ["a", 1, 2.5, b"raw"])
     assert bulk("é") == b"$2\r\n\xc3\xa9\r\n" and bulk(-3) == b"$2\r\n-3\r\n"
     for bad in (True, None, object()):
         with pytest.raises(TypeError):
