@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -545,6 +546,7 @@ class Coordinator(CoordinatorBase):
         else:
             self._call = lambda name, keys, args: getattr(scripts, name)(keys, args)
         self._heartbeat: Heartbeat | None = None
+        self._firsts: dict[tuple[Any, ...], Job] = {}  # see job()
         self._grants: Listener | None = None
         self._names: Listener | None = None
 
@@ -673,8 +675,26 @@ class Coordinator(CoordinatorBase):
             InvalidName: a bad input or output name.
             InvalidArgument: a bad duration, wait or option.
         """
-        options.setdefault("_depth", 3)
-        return Job(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
+        if options or type(inputs) not in (list, tuple) or type(outputs) not in (list, tuple):
+            options.setdefault("_depth", 3)
+            return Job(self, inputs, outputs, duration, wait, overwrite, heartbeat, **options)
+        # the same call again (a job made afresh for every run of the same work): a copy of the job it
+        # made the first time, already checked, with a fresh id; the types are part of the key, as
+        # heartbeat=True and heartbeat=1 are equal but mean different things
+        key = (sys._getframe(1).f_code, tuple(inputs), tuple(outputs), type(duration), duration, type(wait), wait,
+               type(overwrite), overwrite, type(heartbeat), heartbeat)
+        try:
+            first = self._firsts.get(key)
+        except TypeError:  # an unhashable name or argument, which the checks refuse
+            return Job(self, inputs, outputs, duration, wait, overwrite, heartbeat, _depth=3)
+        if first is None:
+            first = Job(self, inputs, outputs, duration, wait, overwrite, heartbeat, _depth=3)
+            first._plan_now()  # its copies share the plan
+            with self._lock:
+                if len(self._firsts) >= PLAN_CACHE:
+                    self._firsts.pop(next(iter(self._firsts)))
+                self._firsts[key] = first
+        return first.clone()
 
     @property
     def heartbeat(self) -> Heartbeat:

@@ -76,6 +76,17 @@ GLOBAL = instruments()
 #: The provider :data:`GLOBAL` came from (the API's proxy, unless a provider was set first).
 GLOBAL_PROVIDER = otel.get_meter_provider()
 
+try:  # what get_meter_provider() returns while the application has set no provider
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _Unset
+except ImportError:  # pragma: no cover - another opentelemetry-api layout: record always
+    _Unset = ()  # type: ignore[assignment,misc]
+
+
+def _silent(provider: Any) -> bool:
+    """Whether recording on ``provider`` reaches nobody: the API's no-op provider, or its
+    placeholder while no SDK is set (its instruments forward only once one is)."""
+    return isinstance(provider, (otel.NoOpMeterProvider, _Unset))
+
 
 class MetricsObserver(Observer):
     """Records every job of the coordinators it observes on the OpenTelemetry instruments.
@@ -92,22 +103,25 @@ class MetricsObserver(Observer):
         self._fixed = meter_provider is not None
         self._provider = meter_provider if self._fixed else GLOBAL_PROVIDER
         self.instruments = instruments(meter_provider) if self._fixed else GLOBAL
+        self._silent = not self._fixed and _silent(self._provider)
         # one attributes dict per (prefix, key, value), made once: recording must stay cheap
         self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<MetricsObserver prefix={self.prefix!r}>"
 
-    def _current(self) -> Instruments:
-        """The instruments of the global provider as it is now: a process may set another after
-        jobs_core made its own (Airflow does so in each forked task process). Looked up (about 1 µs)
-        when a start or a repair is recorded; what follows a start uses the same."""
+    def _current(self) -> Instruments | None:
+        """The instruments of the global provider as it is now (None while no SDK is set: nothing
+        to record): a process may set one after jobs_core made its own (Airflow does so in each
+        forked task process). Looked up (about 1 µs) when a start or a repair is recorded; what
+        follows a start uses the same."""
         if not self._fixed:
             provider = otel.get_meter_provider()
             if provider is not self._provider:
                 self._provider = provider
+                self._silent = _silent(provider)
                 self.instruments = GLOBAL if provider is GLOBAL_PROVIDER else instruments(provider)
-        return self.instruments
+        return None if self._silent else self.instruments
 
     def _with(self, prefix: str, key: str, value: str) -> dict[str, str]:
         found = self._attributes.get((prefix, key, value))
@@ -116,16 +130,24 @@ class MetricsObserver(Observer):
         return found
 
     def wait_ended(self, job: Any, outcome: str, waited: float) -> None:
-        attributes = self._with(job.coordinator.prefix, OUTCOME, outcome)
         found = self._current()
+        if found is None:
+            return
+        attributes = self._with(job.coordinator.prefix, OUTCOME, outcome)
         found.wait.record(waited, attributes)
         found.starts.add(1, attributes)
 
     def job_stopped(self, job: Any, state: str, held: float) -> None:
+        if self._silent:
+            return
         self.instruments.hold.record(held, self._with(job.coordinator.prefix, OUTCOME, state))
 
     def locks_lost(self, job: Any, lost: dict[str, list[str]]) -> None:
+        if self._silent:
+            return
         self.instruments.lost.add(1, self._with(job.coordinator.prefix, "", ""))
 
     def repaired(self, kind: str, names: tuple[str, ...]) -> None:
-        self._current().forced.add(1, self._with(self.prefix, KIND, kind))
+        found = self._current()
+        if found is not None:
+            found.forced.add(1, self._with(self.prefix, KIND, kind))
