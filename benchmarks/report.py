@@ -44,8 +44,9 @@ def headline_rows(results: dict[str, Metric]) -> list[tuple[str, str, str, str, 
         m = results.get(f"floor_ratio_{n}x{n}")
         if m:
             v = m["variants"]
-            rows.append((f"round-trip floor ratio, {n} in / {n} out (fresh job per cycle)", _fmt(m["jobs_core"]),
-                         _fmt(m["jobspy"]), m["goal"], _met(m["met"])))
+            rows.append((f"round-trip floor ratio, {n} in / {n} out (fresh job per cycle)",
+                         f"{_fmt(m['jobs_core'])} ({_fmt(m['vs_jobspy'])}x jobspy)", _fmt(m["jobspy"]), m["goal"],
+                         _met(m["met"])))
             rows.append(("  same, one job object reused (start(); stop())", _fmt(v["jobs_core_reused"]["ratio"]),
                          _fmt(v["jobspy_reused"]["ratio"]), "—", "—"))
             rows.append(("  same, heartbeat off (fresh / reused)",

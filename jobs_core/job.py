@@ -184,8 +184,8 @@ class JobBase:
         other.id = self._base if self._fixed else new_job_id(self._base)
         other.token, other._active, other.lost, other.waited, other.blockers = None, False, None, 0.0, ()
         other._stop_nonce = None
-        if self._plan is not None and not self._fixed and fold(other.id) != fold(self._plan.job_id):
-            other._plan = None  # another lineage form (a renamed decorated job): build afresh
+        # its plan is this one's with its own id (same base, so the same lineage form: a job renamed
+        # after its clone, as a decorated function's, drops the plan itself)
         return other
 
     def _plan_now(self) -> Plan:

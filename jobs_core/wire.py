@@ -132,8 +132,9 @@ class Wire:
     """Sends ``EVALSHA`` of registered scripts as prepared RESP on ``client``'s pool (see the module).
 
     It keeps one connection of the pool for itself (checking a connection out
-    and in costs redis-py three system calls and its bookkeeping on every
-    call); a call made while another thread uses it takes one from the pool.
+    and in costs redis-py locks and bookkeeping on every call), checked before
+    each call as the pool checks its own; a call made while another thread uses
+    it takes one from the pool.
     """
 
     __slots__ = ("pool", "_heads", "_lock", "_conn", "_pid", "_keep")
@@ -168,6 +169,8 @@ class Wire:
                 pid = os.getpid()
                 if self._conn is None or self._pid != pid:
                     self._conn, self._pid = self.pool.get_connection(), pid  # a forked child leaves the parent's
+                else:
+                    _check_idle(self._conn)
                 done, reply = _send(self._conn, packed)
             finally:
                 self._lock.release()
@@ -185,6 +188,17 @@ class Wire:
             if self._conn is not None and self._pid == os.getpid():
                 self.pool.release(self._conn)
             self._conn = None
+
+
+def _check_idle(conn: Any) -> None:
+    """Drop the kept connection if it is not idle (closed by the server, which a restart or a client
+    kill does, or holding unread data), as the pool's checkout does for each of its connections."""
+    try:
+        stale = conn.can_read(timeout=0)
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        stale = True
+    if stale:
+        conn.disconnect()  # the next send connects anew
 
 
 def _send(conn: Any, packed: bytes) -> tuple[bool, Any]:

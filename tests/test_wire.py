@@ -191,3 +191,25 @@ def test_a_forked_child_takes_its_own_connection(redis7, prefix):
     assert c._wire._conn is parent_conn
     assert client.exists(prefix + "child", prefix + "parent.1", prefix + "parent.2") == 3
     c.close()
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_before_the_call(redis_server, prefix):
+    """A client without retries still never sees a connection the server closed while it was idle
+    (a restart, an idle time-out, CLIENT KILL): the pool's checkout would have replaced it too."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis.from_url(redis_server.url, retry=Retry(NoBackoff(), 0))
+    admin = redis.Redis.from_url(redis_server.url)
+    c = jobs_core.Coordinator(client, prefix)
+    for n in range(3):
+        with c.job([], [f"out.{n}"], duration=5):
+            pass
+        assert c._wire._conn is not None
+        killed = admin.client_kill_filter(skip_me=True, _type="normal")
+        assert killed >= 1
+    with c.job([], ["last"], duration=5) as job:
+        pass
+    assert text(admin.get(prefix + "last")) == job.id
+    c.close()
+    admin.close()
