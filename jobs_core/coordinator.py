@@ -606,8 +606,8 @@ class Coordinator(CoordinatorBase):
             while True:
                 result: Any = None
                 match step:
-                    case Call(script, keys, args):
-                        result = self._call(script, keys, args)
+                    case Call():  # the most common step first
+                        result = self._call(step.script, step.keys, step.args)
                     case Batch(commands, transaction):
                         with self.client.pipeline(transaction=transaction) as pipe:
                             result = queue(pipe, commands).execute()

@@ -253,9 +253,10 @@ class JobBase:
         self._started_at = started.sent
         self._deadline = started.sent + started.lease
         self._renewing = True
-        how = f"granted after waiting {self.waited:.3f}s" if started.granted else (
-            f"started after waiting {self.waited:.3f}s" if self.waited > 0 else "started")
-        log.info("job %s %s with token %d", self.id, how, started.token)
+        if log.isEnabledFor(logging.INFO):
+            how = f"granted after waiting {self.waited:.3f}s" if started.granted else (
+                f"started after waiting {self.waited:.3f}s" if self.waited > 0 else "started")
+            log.info("job %s %s with token %d", self.id, how, started.token)
         observers = self.coordinator.observers
         if observers:
             emit(observers, "wait_ended", self, STARTED, self.waited)

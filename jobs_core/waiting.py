@@ -122,6 +122,9 @@ class Wait:
         poll: the coordinator's longest fallback poll.
     """
 
+    __slots__ = ("plan", "nonce", "wait", "clock", "poll", "progress", "describe", "on_progress", "dirty",
+                 "blockers", "waited", "ended")
+
     def __init__(self, plan: Plan, nonce: str, wait: float, clock: Callable[[], float], poll: float, *,
                  progress: float | None = None,
                  describe: Callable[[float, tuple[Blocker, ...]], Flow[BlockReport]] | None = None,
