@@ -286,13 +286,25 @@ local function unqueue(r)
     end
 end
 
+-- Give key a time to live of at least ms (a lock's key outlives each of its holders' leases): one
+-- command for a key without one (the usual case: its last holder's release deleted it).
+local function keep_for(key, ms)
+    if redis.call('PEXPIRE', key, ms, 'NX') == 0 then
+        redis.call('PEXPIRE', key, ms, 'GT')
+    end
+end
+
 -- Take every lock of request r (its blockers were just found empty) for lease_ms; returns the
 -- fencing token. Its waiting record and places, if any, go.
 local function take(r, lease_ms)
-    local expiry = NOW + lease_ms / 1000
+    -- Redis turns every number passed to a command into text anew (%.17g, dearer than most of
+    -- these commands): the ones passed more than once go as that text, made once here
+    local expiry = string.format('%.17g', NOW + lease_ms / 1000)
+    local ms = string.format('%.17g', lease_ms)
     local token = redis.call('INCR', K_TOKEN)
-    local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
-        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
+    local holder = {'token', string.format('%d', token), 'nonce', r.nonce, 'host', r.host, 'pid', r.pid,
+        'started', NOWS, 'lease', ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0',
+        'lineage', r.lin or ''}
     if #r.lims > 0 then
         -- the limits it holds slots of, for a stop from another process (jobs-core stop)
         holder[#holder + 1] = 'limits'
@@ -303,34 +315,27 @@ local function take(r, lease_ms)
             for i = 1, l[2] do
                 redis.call('ZADD', k, expiry, r.id .. '#' .. i)
             end
-            if redis.call('PTTL', k) < lease_ms then
-                redis.call('PEXPIRE', k, lease_ms)
-            end
+            keep_for(k, ms)
         end
     end
     -- written afresh: the record an earlier start of the id left (it answers a repeated stop for
     -- a while) must lend this start none of its fields (its limits, ended_by, forced), and a key of
     -- another type there goes too
-    redis.call('DEL', k_holder(r.id))
-    redis.call('HSET', k_holder(r.id), unpack(holder))
-    redis.call('PEXPIRE', k_holder(r.id), lease_ms)
+    local kh = k_holder(r.id)
+    redis.call('DEL', kh)
+    redis.call('HSET', kh, unpack(holder))
+    redis.call('PEXPIRE', kh, ms)
     local io = {}
-    for i, n in ipairs(r.names) do
-        if reads(r, i) then
-            local k = k_ilock(n)
-            redis.call('ZADD', k, expiry, r.id)
-            if redis.call('PTTL', k) < lease_ms then
-                redis.call('PEXPIRE', k, lease_ms)
-            end
-            io[#io + 1] = n
-        end
+    for i = 1, r.nin do
+        local k = k_ilock(r.names[i])
+        redis.call('ZADD', k, expiry, r.id)
+        keep_for(k, ms)
+        io[i] = r.names[i]
     end
     io[#io + 1] = ''
-    for i, n in ipairs(r.names) do
-        if not reads(r, i) then
-            redis.call('SET', k_olock(n), r.id, 'PX', lease_ms)
-            io[#io + 1] = n
-        end
+    for i = r.nin + 1, #r.names do
+        redis.call('SET', k_olock(r.names[i]), r.id, 'PX', ms)
+        io[#io + 1] = r.names[i]
     end
     redis.call('ZREMRANGEBYSCORE', K_RUNNING, '-inf', NOW)
     redis.call('ZADD', K_RUNNING, expiry, r.id)
@@ -339,7 +344,7 @@ local function take(r, lease_ms)
         -- what it reads is known at its start; what it writes only when it writes it (stop.lua)
         local edges = {}
         for i = 1, r.nin do
-            edges[#edges + 1] = fold(r.names[i]) .. ' -> ' .. r.lin
+            edges[i] = fold(r.names[i]) .. ' -> ' .. r.lin
         end
         zadd_all(K_GRAPH_IN, edges)
     end
