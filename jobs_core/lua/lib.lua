@@ -40,19 +40,6 @@ local K_LIMITS = PREFIX .. 'jobs:limits'
 -- prefix, jobs:limit:<l> (no name has that form)
 local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
 
-local function notify(ch, line)
-    if not ch or ch == '' then
-        return
-    end
-    local lines = OUTBOX.channels[ch]
-    if not lines then
-        lines = {}
-        OUTBOX.channels[ch] = lines
-        OUTBOX.order[#OUTBOX.order + 1] = ch
-    end
-    lines[#lines + 1] = line
-end
-
 local function flush()
     -- pcall: a user allowed the keys but not the channels still works (its waits poll)
     for _, ch in ipairs(OUTBOX.order) do
@@ -100,58 +87,6 @@ local function reads(r, i)
     return i <= r.nin
 end
 
--- the line of request r's i-th resource (a name's, or a limit's)
-local function res_queue(r, i)
-    local n = #r.names
-    if i <= n then
-        return k_queue(r.names[i])
-    end
-    return k_limitq(r.lims[i - n][1])
-end
-
--- How many holders of a full limit a blocker list names (a limit may have any number of holders:
--- reading them all would make every start's time grow with them)
-local HOLDERS_MAX = 32
-
--- the capacity of limit l (nil: unknown), how many live slots of it jobs other than id hold, and
--- up to HOLDERS_MAX of those slots as {{job id, expiry}...} when holders is true. A slot is the
--- member "<job id>#<n>" of jobs:limit:<l> (n from 1), scored by its holder's lease expiry;
--- counting is ZCOUNT, bounded however many hold the limit, and changes nothing (a dry run).
-local function limit_use(l, id, holders)
-    local cap = tonumber(redis.call('HGET', K_LIMITS, l))
-    if not cap then
-        return nil, 0, {}
-    end
-    local k = k_limit(l)
-    local live = '(' .. NOWS
-    local used = redis.call('ZCOUNT', k, live, '+inf')
-    if used > 0 and id ~= '' then
-        -- slots of another start of the same id are not someone else's (it is job_running)
-        local i = 1
-        while true do
-            local score = redis.call('ZSCORE', k, id .. '#' .. i)
-            if not score then
-                break
-            end
-            if tonumber(score) > NOW then
-                used = used - 1
-            end
-            i = i + 1
-        end
-    end
-    local out = {}
-    if holders and used > 0 then
-        local members = redis.call('ZRANGEBYSCORE', k, live, '+inf', 'WITHSCORES', 'LIMIT', 0, HOLDERS_MAX + 1)
-        for j = 1, #members, 2 do
-            local holder = string.match(members[j], '^(.*)#%d+$') or members[j]
-            if holder ~= id and #out < HOLDERS_MAX then
-                out[#out + 1] = {holder, tonumber(members[j + 1])}
-            end
-        end
-    end
-    return cap, used, out
-end
-
 local function add(list, reason, i, holder, expiry)
     list[#list + 1] = {reason, i, holder or '', expiry}
 end
@@ -165,6 +100,8 @@ local function holder_fields(id, ...)
     end
     return got
 end
+
+local queues  -- defined below, once everything its functions use is
 
 -- The conflicts of request r with the locks and outputs as they are now (not the lines):
 -- appended to list as {reason, name index, holder, expiry}; index 0 is the job id itself.
@@ -204,7 +141,7 @@ local function conflicts(r, list)
     end
     local base = #r.names
     for j, l in ipairs(r.lims) do
-        local cap, used, holders = limit_use(l[1], r.id, true)
+        local cap, used, holders = queues().limit_use(l[1], r.id, true)
         if not cap then
             add(list, 'limit_unknown', base + j)
         elseif l[2] > cap then
@@ -223,8 +160,6 @@ local function conflicts(r, list)
         end
     end
 end
-
-local queues  -- defined below, once everything its functions use is
 
 -- Everything that keeps request r from starting now: its conflicts or, when there are none, the
 -- waiter ahead of it in the line of each of its names (the lines are judged only for a start that
@@ -247,18 +182,6 @@ local function blockers(r)
     return list
 end
 
--- reasons waiting cannot help with
-local FINAL = {output_exists = true, limit_unknown = true, limit_too_small = true}
-
-local function is_final(list)
-    for _, b in ipairs(list) do
-        if FINAL[b[1]] then
-            return true
-        end
-    end
-    return false
-end
-
 -- ZADD in chunks (Lua's unpack has a stack limit)
 local function zadd_all(key, members)
     for from = 1, #members, 500 do
@@ -268,21 +191,6 @@ local function zadd_all(key, members)
             batch[#batch + 1] = members[a]
         end
         redis.call('ZADD', key, unpack(batch))
-    end
-end
-
--- Drop request r's waiting record and its places in every line.
-local function unqueue(r)
-    redis.call('ZREM', K_WAITING, r.nonce)
-    redis.call('DEL', k_waiter(r.nonce))
-    for _, n in ipairs(r.names) do
-        redis.call('ZREM', k_queue(n), r.nonce)
-    end
-    for _, l in ipairs(r.lims) do
-        redis.call('ZREM', k_limitq(l[1]), r.nonce)
-    end
-    if r.id ~= '' then
-        redis.call('ZREM', k_idqueue(r.id), r.nonce)
     end
 end
 
@@ -349,19 +257,113 @@ local function take(r, lease_ms)
         zadd_all(K_GRAPH_IN, edges)
     end
     if r.ticket > 0 then
-        unqueue(r)
+        queues().unqueue(r)
     end
     return token
 end
 
--- The lines: what only a namespace with waiting jobs needs. Lua makes a function's closure each
--- time a script runs its definition, so these are defined on first use (queues()), and a start or
--- stop that meets no waiter pays nothing for them.
+-- The lines, and what only a start that meets a waiter, a limit or a blocker needs. Lua makes a
+-- function's closure (and finds each variable it uses from outside) each time a script runs its
+-- definition, so these are defined on first use (queues()), and a start or stop that meets none of
+-- them pays nothing for them.
 local QUEUES
 queues = function()
     if QUEUES then
         return QUEUES
     end
+    -- tell coordinator channel ch line (sent at the script's end: flush)
+    local function notify(ch, line)
+        if not ch or ch == '' then
+            return
+        end
+        local lines = OUTBOX.channels[ch]
+        if not lines then
+            lines = {}
+            OUTBOX.channels[ch] = lines
+            OUTBOX.order[#OUTBOX.order + 1] = ch
+        end
+        lines[#lines + 1] = line
+    end
+
+    -- the line of request r's i-th resource (a name's, or a limit's)
+    local function res_queue(r, i)
+        local n = #r.names
+        if i <= n then
+            return k_queue(r.names[i])
+        end
+        return k_limitq(r.lims[i - n][1])
+    end
+
+    -- How many holders of a full limit a blocker list names (a limit may have any number of holders:
+    -- reading them all would make every start's time grow with them)
+    local HOLDERS_MAX = 32
+
+    -- the capacity of limit l (nil: unknown), how many live slots of it jobs other than id hold, and
+    -- up to HOLDERS_MAX of those slots as {{job id, expiry}...} when holders is true. A slot is the
+    -- member "<job id>#<n>" of jobs:limit:<l> (n from 1), scored by its holder's lease expiry;
+    -- counting is ZCOUNT, bounded however many hold the limit, and changes nothing (a dry run).
+    local function limit_use(l, id, holders)
+        local cap = tonumber(redis.call('HGET', K_LIMITS, l))
+        if not cap then
+            return nil, 0, {}
+        end
+        local k = k_limit(l)
+        local live = '(' .. NOWS
+        local used = redis.call('ZCOUNT', k, live, '+inf')
+        if used > 0 and id ~= '' then
+            -- slots of another start of the same id are not someone else's (it is job_running)
+            local i = 1
+            while true do
+                local score = redis.call('ZSCORE', k, id .. '#' .. i)
+                if not score then
+                    break
+                end
+                if tonumber(score) > NOW then
+                    used = used - 1
+                end
+                i = i + 1
+            end
+        end
+        local out = {}
+        if holders and used > 0 then
+            local members = redis.call('ZRANGEBYSCORE', k, live, '+inf', 'WITHSCORES', 'LIMIT', 0, HOLDERS_MAX + 1)
+            for j = 1, #members, 2 do
+                local holder = string.match(members[j], '^(.*)#%d+$') or members[j]
+                if holder ~= id and #out < HOLDERS_MAX then
+                    out[#out + 1] = {holder, tonumber(members[j + 1])}
+                end
+            end
+        end
+        return cap, used, out
+    end
+
+    -- reasons waiting cannot help with
+    local FINAL = {output_exists = true, limit_unknown = true, limit_too_small = true}
+
+    local function is_final(list)
+        for _, b in ipairs(list) do
+            if FINAL[b[1]] then
+                return true
+            end
+        end
+        return false
+    end
+
+    -- Drop request r's waiting record and its places in every line.
+    local function unqueue(r)
+        redis.call('ZREM', K_WAITING, r.nonce)
+        redis.call('DEL', k_waiter(r.nonce))
+        for _, n in ipairs(r.names) do
+            redis.call('ZREM', k_queue(n), r.nonce)
+        end
+        for _, l in ipairs(r.lims) do
+            redis.call('ZREM', k_limitq(l[1]), r.nonce)
+        end
+        if r.id ~= '' then
+            redis.call('ZREM', k_idqueue(r.id), r.nonce)
+        end
+    end
+
     -- whether request r only reads name n (it is among its inputs and not among its outputs)
     local function only_reads(r, n)
         if not r.writes then
@@ -632,7 +634,8 @@ queues = function()
         end
     end
 
-    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain}
+    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain,
+        notify = notify, res_queue = res_queue, limit_use = limit_use, is_final = is_final, unqueue = unqueue}
     return QUEUES
 end
 
