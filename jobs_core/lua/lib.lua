@@ -13,7 +13,19 @@
 local PREFIX = string.sub(KEYS[1], 1, -13)
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
-local NOWS = string.format('%.6f', NOW)
+-- NOW to the microsecond, as string.format('%.6f', NOW) gives it (the sum above is off by less than
+-- half a microsecond until the year 2242), without its cost
+local NOWS = T[1] .. '.' .. string.sub('00000' .. T[2], -6)
+
+-- x as the text Redis makes of a number passed to a command (%.17g, which costs more than most of
+-- the commands here): a script passes a number it uses more than once as this text, made once,
+-- and a whole number's text is cheaper to make
+local function num(x)
+    if x % 1 == 0 and x > 0 and x < 1e15 then
+        return string.format('%d', x)
+    end
+    return string.format('%.17g', x)
+end
 
 local function k_out(n) return PREFIX .. n end
 local function k_olock(n) return PREFIX .. 'olock:' .. n end
@@ -37,18 +49,19 @@ local K_LIMITS = PREFIX .. 'jobs:limits'
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
 -- waiting jobs; on the namespace channel, the names whose state changed and the limits whose
 -- slots or capacity changed (lims: {{limit, slots}...}), each as the key of its slots without the
--- prefix, jobs:limit:<l> (no name has that form)
-local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
+-- prefix, jobs:limit:<l> (no name has that form). Its tables are made when first needed (making a
+-- table costs on every call): channels and order by notify, names and lims by the script.
+local OUTBOX = {publish = 'PUBLISH'}
 
 local function flush()
     -- pcall: a user allowed the keys but not the channels still works (its waits poll)
-    for _, ch in ipairs(OUTBOX.order) do
+    for _, ch in ipairs(OUTBOX.order or {}) do
         redis.pcall(OUTBOX.publish, K_WAKE .. ':' .. ch, table.concat(OUTBOX.channels[ch], '\n'))
     end
-    local changed = OUTBOX.names
-    if #OUTBOX.lims > 0 then
+    local changed = OUTBOX.names or {}
+    if OUTBOX.lims and #OUTBOX.lims > 0 then
         changed = {}
-        for i, n in ipairs(OUTBOX.names) do
+        for i, n in ipairs(OUTBOX.names or {}) do
             changed[i] = n
         end
         for _, l in ipairs(OUTBOX.lims) do
@@ -205,13 +218,11 @@ end
 -- Take every lock of request r (its blockers were just found empty) for lease_ms; returns the
 -- fencing token. Its waiting record and places, if any, go.
 local function take(r, lease_ms)
-    -- Redis turns every number passed to a command into text anew (%.17g, dearer than most of
-    -- these commands): the ones passed more than once go as that text, made once here
-    local expiry = string.format('%.17g', NOW + lease_ms / 1000)
-    local ms = string.format('%.17g', lease_ms)
+    local expiry = num(NOW + lease_ms / 1000)
+    local ms = num(lease_ms)
     local token = redis.call('INCR', K_TOKEN)
-    local holder = {'token', string.format('%d', token), 'nonce', r.nonce, 'host', r.host, 'pid', r.pid,
-        'started', NOWS, 'lease', ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0',
+    local holder = {'token', num(token), 'nonce', r.nonce, 'host', r.host, 'pid', num(r.pid),
+        'started', NOWS, 'lease', ms, 'ttl', num(r.ttl), 'state', 'running', 'passer', r.passed and '1' or '0',
         'lineage', r.lin or ''}
     if #r.lims > 0 then
         -- the limits it holds slots of, for a stop from another process (jobs-core stop)
@@ -247,7 +258,7 @@ local function take(r, lease_ms)
     end
     redis.call('ZREMRANGEBYSCORE', K_RUNNING, '-inf', NOW)
     redis.call('ZADD', K_RUNNING, expiry, r.id)
-    redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', lease_ms + RECORD_SLACK_MS)
+    redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', num(lease_ms + RECORD_SLACK_MS))
     if r.lin ~= '' and r.nin > 0 then
         -- what it reads is known at its start; what it writes only when it writes it (stop.lua)
         local edges = {}
@@ -275,6 +286,9 @@ queues = function()
     local function notify(ch, line)
         if not ch or ch == '' then
             return
+        end
+        if not OUTBOX.order then
+            OUTBOX.channels, OUTBOX.order = {}, {}
         end
         local lines = OUTBOX.channels[ch]
         if not lines then
@@ -722,8 +736,9 @@ local function ended(id, has_record, state, by, record_ms)
     redis.call('ZREM', K_RUNNING, id)
     redis.call('DEL', k_job(id))
     if has_record then
-        redis.call('HSET', k_holder(id), 'state', state, 'ended_by', by)
-        redis.call('PEXPIRE', k_holder(id), record_ms)
+        local k = k_holder(id)
+        redis.call('HSET', k, 'state', state, 'ended_by', by)
+        redis.call('PEXPIRE', k, num(record_ms))
     end
 end
 
