@@ -693,38 +693,24 @@ local function release(id, owned, names, nin, lims)
             lost[#lost + 1] = #names + j
         end
     end
-    for i = 1, nin do
-        local k = k_ilock(names[i])
-        local score = redis.call('ZSCORE', k, id)
-        if not (owned and score and tonumber(score) > NOW) then
-            lost[#lost + 1] = i
-        end
-        if score then
-            redis.call('ZREM', k, id)
-        end
-    end
-    -- the output locks: one MGET and one DEL per 250 outputs (Lua's unpack has a stack limit)
-    local gone = {}  -- a name listed twice is released once: the second finds it gone
-    for first = nin + 1, #names, 250 do
-        local last = math.min(#names, first + 249)
-        local keys = {}
-        for i = first, last do
-            keys[#keys + 1] = k_olock(names[i])
-        end
-        local writers = redis.call('MGET', unpack(keys))
-        local mine = {}
-        for i = first, last do
-            local writer = not gone[names[i]] and writers[i - first + 1]
+    for i, n in ipairs(names) do
+        if i <= nin then
+            local k = k_ilock(n)
+            local score = redis.call('ZSCORE', k, id)
+            if not (owned and score and tonumber(score) > NOW) then
+                lost[#lost + 1] = i
+            end
+            if score then
+                redis.call('ZREM', k, id)
+            end
+        else
+            local writer = redis.call('GET', k_olock(n))
             if not (owned and writer == id) then
                 lost[#lost + 1] = i
             end
             if writer == id then
-                gone[names[i]] = true
-                mine[#mine + 1] = keys[i - first + 1]
+                redis.call('DEL', k_olock(n))
             end
-        end
-        if #mine > 0 then
-            redis.call('DEL', unpack(mine))
         end
     end
     return lost
