@@ -2,8 +2,7 @@
 
 NOWS is built from TIME's text instead of ``string.format('%.6f', NOW)``; ``num`` makes the text
 of a number passed more than once to Redis as Redis would (``%.17g``); ``keep_for`` lengthens a
-key's time to live with PEXPIRE NX/GT where PTTL then PEXPIRE did; ``release`` reads and deletes
-the output locks in batches.
+key's time to live with PEXPIRE NX/GT where PTTL then PEXPIRE did.
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ def test_keep_for_gives_at_least_the_time_to_live(client, ttl_ms, want):
     assert want - 100 < client.pttl("p:k") <= want
 
 
-def test_a_stop_releases_every_output_lock_past_a_batch(server, client):
+def test_a_wide_job_takes_and_releases_every_output_lock(server, client):
     c = jobs_core.Coordinator(redis.Redis.from_url(server.url), prefix="p:")
     outs = [f"out{i}" for i in range(600)]
     client.set("p:in", "x")
