@@ -14,7 +14,7 @@ local r = {id = ARGV[1], nonce = ARGV[2], nin = tonumber(ARGV[5])}
 r.names, r.lims = names_from(7, tonumber(ARGV[6]))
 OUTBOX.publish = ARGV[4]
 local queued = redis.call('EXISTS', k_waiter(r.nonce)) == 1 or redis.call('ZSCORE', K_WAITING, r.nonce) ~= false
-unqueue(r)
+queues().unqueue(r)
 
 local released = 0
 local h = holder_fields(r.id, 'state', 'nonce')

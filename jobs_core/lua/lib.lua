@@ -13,7 +13,19 @@
 local PREFIX = string.sub(KEYS[1], 1, -13)
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
-local NOWS = string.format('%.6f', NOW)
+-- NOW to the microsecond, as string.format('%.6f', NOW) gives it (the sum above is off by less than
+-- half a microsecond until the year 2242), without its cost
+local NOWS = T[1] .. '.' .. string.sub('00000' .. T[2], -6)
+
+-- x as the text Redis makes of a number passed to a command (%.17g, which costs more than most of
+-- the commands here): a script passes a number it uses more than once as this text, made once,
+-- and a whole number's text is cheaper to make
+local function num(x)
+    if x % 1 == 0 and x > 0 and x < 1e15 then
+        return string.format('%d', x)
+    end
+    return string.format('%.17g', x)
+end
 
 local function k_out(n) return PREFIX .. n end
 local function k_olock(n) return PREFIX .. 'olock:' .. n end
@@ -37,31 +49,19 @@ local K_LIMITS = PREFIX .. 'jobs:limits'
 -- what a script publishes, sent at its end (flush): per coordinator channel, lines for its
 -- waiting jobs; on the namespace channel, the names whose state changed and the limits whose
 -- slots or capacity changed (lims: {{limit, slots}...}), each as the key of its slots without the
--- prefix, jobs:limit:<l> (no name has that form)
-local OUTBOX = {channels = {}, order = {}, names = {}, lims = {}, publish = 'PUBLISH'}
-
-local function notify(ch, line)
-    if not ch or ch == '' then
-        return
-    end
-    local lines = OUTBOX.channels[ch]
-    if not lines then
-        lines = {}
-        OUTBOX.channels[ch] = lines
-        OUTBOX.order[#OUTBOX.order + 1] = ch
-    end
-    lines[#lines + 1] = line
-end
+-- prefix, jobs:limit:<l> (no name has that form). Its tables are made when first needed (making a
+-- table costs on every call): channels and order by notify, names and lims by the script.
+local OUTBOX = {publish = 'PUBLISH'}
 
 local function flush()
     -- pcall: a user allowed the keys but not the channels still works (its waits poll)
-    for _, ch in ipairs(OUTBOX.order) do
+    for _, ch in ipairs(OUTBOX.order or {}) do
         redis.pcall(OUTBOX.publish, K_WAKE .. ':' .. ch, table.concat(OUTBOX.channels[ch], '\n'))
     end
-    local changed = OUTBOX.names
-    if #OUTBOX.lims > 0 then
+    local changed = OUTBOX.names or {}
+    if OUTBOX.lims and #OUTBOX.lims > 0 then
         changed = {}
-        for i, n in ipairs(OUTBOX.names) do
+        for i, n in ipairs(OUTBOX.names or {}) do
             changed[i] = n
         end
         for _, l in ipairs(OUTBOX.lims) do
@@ -100,58 +100,6 @@ local function reads(r, i)
     return i <= r.nin
 end
 
--- the line of request r's i-th resource (a name's, or a limit's)
-local function res_queue(r, i)
-    local n = #r.names
-    if i <= n then
-        return k_queue(r.names[i])
-    end
-    return k_limitq(r.lims[i - n][1])
-end
-
--- How many holders of a full limit a blocker list names (a limit may have any number of holders:
--- reading them all would make every start's time grow with them)
-local HOLDERS_MAX = 32
-
--- the capacity of limit l (nil: unknown), how many live slots of it jobs other than id hold, and
--- up to HOLDERS_MAX of those slots as {{job id, expiry}...} when holders is true. A slot is the
--- member "<job id>#<n>" of jobs:limit:<l> (n from 1), scored by its holder's lease expiry;
--- counting is ZCOUNT, bounded however many hold the limit, and changes nothing (a dry run).
-local function limit_use(l, id, holders)
-    local cap = tonumber(redis.call('HGET', K_LIMITS, l))
-    if not cap then
-        return nil, 0, {}
-    end
-    local k = k_limit(l)
-    local live = '(' .. NOWS
-    local used = redis.call('ZCOUNT', k, live, '+inf')
-    if used > 0 and id ~= '' then
-        -- slots of another start of the same id are not someone else's (it is job_running)
-        local i = 1
-        while true do
-            local score = redis.call('ZSCORE', k, id .. '#' .. i)
-            if not score then
-                break
-            end
-            if tonumber(score) > NOW then
-                used = used - 1
-            end
-            i = i + 1
-        end
-    end
-    local out = {}
-    if holders and used > 0 then
-        local members = redis.call('ZRANGEBYSCORE', k, live, '+inf', 'WITHSCORES', 'LIMIT', 0, HOLDERS_MAX + 1)
-        for j = 1, #members, 2 do
-            local holder = string.match(members[j], '^(.*)#%d+$') or members[j]
-            if holder ~= id and #out < HOLDERS_MAX then
-                out[#out + 1] = {holder, tonumber(members[j + 1])}
-            end
-        end
-    end
-    return cap, used, out
-end
-
 local function add(list, reason, i, holder, expiry)
     list[#list + 1] = {reason, i, holder or '', expiry}
 end
@@ -165,6 +113,8 @@ local function holder_fields(id, ...)
     end
     return got
 end
+
+local queues  -- defined below, once everything its functions use is
 
 -- The conflicts of request r with the locks and outputs as they are now (not the lines):
 -- appended to list as {reason, name index, holder, expiry}; index 0 is the job id itself.
@@ -204,7 +154,7 @@ local function conflicts(r, list)
     end
     local base = #r.names
     for j, l in ipairs(r.lims) do
-        local cap, used, holders = limit_use(l[1], r.id, true)
+        local cap, used, holders = queues().limit_use(l[1], r.id, true)
         if not cap then
             add(list, 'limit_unknown', base + j)
         elseif l[2] > cap then
@@ -223,8 +173,6 @@ local function conflicts(r, list)
         end
     end
 end
-
-local queues  -- defined below, once everything its functions use is
 
 -- Everything that keeps request r from starting now: its conflicts or, when there are none, the
 -- waiter ahead of it in the line of each of its names (the lines are judged only for a start that
@@ -247,18 +195,6 @@ local function blockers(r)
     return list
 end
 
--- reasons waiting cannot help with
-local FINAL = {output_exists = true, limit_unknown = true, limit_too_small = true}
-
-local function is_final(list)
-    for _, b in ipairs(list) do
-        if FINAL[b[1]] then
-            return true
-        end
-    end
-    return false
-end
-
 -- ZADD in chunks (Lua's unpack has a stack limit)
 local function zadd_all(key, members)
     for from = 1, #members, 500 do
@@ -271,28 +207,23 @@ local function zadd_all(key, members)
     end
 end
 
--- Drop request r's waiting record and its places in every line.
-local function unqueue(r)
-    redis.call('ZREM', K_WAITING, r.nonce)
-    redis.call('DEL', k_waiter(r.nonce))
-    for _, n in ipairs(r.names) do
-        redis.call('ZREM', k_queue(n), r.nonce)
-    end
-    for _, l in ipairs(r.lims) do
-        redis.call('ZREM', k_limitq(l[1]), r.nonce)
-    end
-    if r.id ~= '' then
-        redis.call('ZREM', k_idqueue(r.id), r.nonce)
+-- Give key a time to live of at least ms (a lock's key outlives each of its holders' leases): one
+-- command for a key without one (the usual case: its last holder's release deleted it).
+local function keep_for(key, ms)
+    if redis.call('PEXPIRE', key, ms, 'NX') == 0 then
+        redis.call('PEXPIRE', key, ms, 'GT')
     end
 end
 
 -- Take every lock of request r (its blockers were just found empty) for lease_ms; returns the
 -- fencing token. Its waiting record and places, if any, go.
 local function take(r, lease_ms)
-    local expiry = NOW + lease_ms / 1000
+    local expiry = num(NOW + lease_ms / 1000)
+    local ms = num(lease_ms)
     local token = redis.call('INCR', K_TOKEN)
-    local holder = {'token', token, 'nonce', r.nonce, 'host', r.host, 'pid', r.pid, 'started', NOWS,
-        'lease', lease_ms, 'ttl', r.ttl, 'state', 'running', 'passer', r.passed and '1' or '0', 'lineage', r.lin or ''}
+    local holder = {'token', num(token), 'nonce', r.nonce, 'host', r.host, 'pid', num(r.pid),
+        'started', NOWS, 'lease', ms, 'ttl', num(r.ttl), 'state', 'running', 'passer', r.passed and '1' or '0',
+        'lineage', r.lin or ''}
     if #r.lims > 0 then
         -- the limits it holds slots of, for a stop from another process (jobs-core stop)
         holder[#holder + 1] = 'limits'
@@ -303,60 +234,150 @@ local function take(r, lease_ms)
             for i = 1, l[2] do
                 redis.call('ZADD', k, expiry, r.id .. '#' .. i)
             end
-            if redis.call('PTTL', k) < lease_ms then
-                redis.call('PEXPIRE', k, lease_ms)
-            end
+            keep_for(k, ms)
         end
     end
     -- written afresh: the record an earlier start of the id left (it answers a repeated stop for
     -- a while) must lend this start none of its fields (its limits, ended_by, forced), and a key of
     -- another type there goes too
-    redis.call('DEL', k_holder(r.id))
-    redis.call('HSET', k_holder(r.id), unpack(holder))
-    redis.call('PEXPIRE', k_holder(r.id), lease_ms)
+    local kh = k_holder(r.id)
+    redis.call('DEL', kh)
+    redis.call('HSET', kh, unpack(holder))
+    redis.call('PEXPIRE', kh, ms)
     local io = {}
-    for i, n in ipairs(r.names) do
-        if reads(r, i) then
-            local k = k_ilock(n)
-            redis.call('ZADD', k, expiry, r.id)
-            if redis.call('PTTL', k) < lease_ms then
-                redis.call('PEXPIRE', k, lease_ms)
-            end
-            io[#io + 1] = n
-        end
+    for i = 1, r.nin do
+        local k = k_ilock(r.names[i])
+        redis.call('ZADD', k, expiry, r.id)
+        keep_for(k, ms)
+        io[i] = r.names[i]
     end
     io[#io + 1] = ''
-    for i, n in ipairs(r.names) do
-        if not reads(r, i) then
-            redis.call('SET', k_olock(n), r.id, 'PX', lease_ms)
-            io[#io + 1] = n
-        end
+    for i = r.nin + 1, #r.names do
+        redis.call('SET', k_olock(r.names[i]), r.id, 'PX', ms)
+        io[#io + 1] = r.names[i]
     end
     redis.call('ZREMRANGEBYSCORE', K_RUNNING, '-inf', NOW)
     redis.call('ZADD', K_RUNNING, expiry, r.id)
-    redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', lease_ms + RECORD_SLACK_MS)
+    redis.call('SET', k_job(r.id), cjson.encode(io), 'PX', num(lease_ms + RECORD_SLACK_MS))
     if r.lin ~= '' and r.nin > 0 then
         -- what it reads is known at its start; what it writes only when it writes it (stop.lua)
         local edges = {}
         for i = 1, r.nin do
-            edges[#edges + 1] = fold(r.names[i]) .. ' -> ' .. r.lin
+            edges[i] = fold(r.names[i]) .. ' -> ' .. r.lin
         end
         zadd_all(K_GRAPH_IN, edges)
     end
     if r.ticket > 0 then
-        unqueue(r)
+        queues().unqueue(r)
     end
     return token
 end
 
--- The lines: what only a namespace with waiting jobs needs. Lua makes a function's closure each
--- time a script runs its definition, so these are defined on first use (queues()), and a start or
--- stop that meets no waiter pays nothing for them.
+-- The lines, and what only a start that meets a waiter, a limit or a blocker needs. Lua makes a
+-- function's closure (and finds each variable it uses from outside) each time a script runs its
+-- definition, so these are defined on first use (queues()), and a start or stop that meets none of
+-- them pays nothing for them.
 local QUEUES
 queues = function()
     if QUEUES then
         return QUEUES
     end
+    -- tell coordinator channel ch line (sent at the script's end: flush)
+    local function notify(ch, line)
+        if not ch or ch == '' then
+            return
+        end
+        if not OUTBOX.order then
+            OUTBOX.channels, OUTBOX.order = {}, {}
+        end
+        local lines = OUTBOX.channels[ch]
+        if not lines then
+            lines = {}
+            OUTBOX.channels[ch] = lines
+            OUTBOX.order[#OUTBOX.order + 1] = ch
+        end
+        lines[#lines + 1] = line
+    end
+
+    -- the line of request r's i-th resource (a name's, or a limit's)
+    local function res_queue(r, i)
+        local n = #r.names
+        if i <= n then
+            return k_queue(r.names[i])
+        end
+        return k_limitq(r.lims[i - n][1])
+    end
+
+    -- How many holders of a full limit a blocker list names (a limit may have any number of holders:
+    -- reading them all would make every start's time grow with them)
+    local HOLDERS_MAX = 32
+
+    -- the capacity of limit l (nil: unknown), how many live slots of it jobs other than id hold, and
+    -- up to HOLDERS_MAX of those slots as {{job id, expiry}...} when holders is true. A slot is the
+    -- member "<job id>#<n>" of jobs:limit:<l> (n from 1), scored by its holder's lease expiry;
+    -- counting is ZCOUNT, bounded however many hold the limit, and changes nothing (a dry run).
+    local function limit_use(l, id, holders)
+        local cap = tonumber(redis.call('HGET', K_LIMITS, l))
+        if not cap then
+            return nil, 0, {}
+        end
+        local k = k_limit(l)
+        local live = '(' .. NOWS
+        local used = redis.call('ZCOUNT', k, live, '+inf')
+        if used > 0 and id ~= '' then
+            -- slots of another start of the same id are not someone else's (it is job_running)
+            local i = 1
+            while true do
+                local score = redis.call('ZSCORE', k, id .. '#' .. i)
+                if not score then
+                    break
+                end
+                if tonumber(score) > NOW then
+                    used = used - 1
+                end
+                i = i + 1
+            end
+        end
+        local out = {}
+        if holders and used > 0 then
+            local members = redis.call('ZRANGEBYSCORE', k, live, '+inf', 'WITHSCORES', 'LIMIT', 0, HOLDERS_MAX + 1)
+            for j = 1, #members, 2 do
+                local holder = string.match(members[j], '^(.*)#%d+$') or members[j]
+                if holder ~= id and #out < HOLDERS_MAX then
+                    out[#out + 1] = {holder, tonumber(members[j + 1])}
+                end
+            end
+        end
+        return cap, used, out
+    end
+
+    -- reasons waiting cannot help with
+    local FINAL = {output_exists = true, limit_unknown = true, limit_too_small = true}
+
+    local function is_final(list)
+        for _, b in ipairs(list) do
+            if FINAL[b[1]] then
+                return true
+            end
+        end
+        return false
+    end
+
+    -- Drop request r's waiting record and its places in every line.
+    local function unqueue(r)
+        redis.call('ZREM', K_WAITING, r.nonce)
+        redis.call('DEL', k_waiter(r.nonce))
+        for _, n in ipairs(r.names) do
+            redis.call('ZREM', k_queue(n), r.nonce)
+        end
+        for _, l in ipairs(r.lims) do
+            redis.call('ZREM', k_limitq(l[1]), r.nonce)
+        end
+        if r.id ~= '' then
+            redis.call('ZREM', k_idqueue(r.id), r.nonce)
+        end
+    end
+
     -- whether request r only reads name n (it is among its inputs and not among its outputs)
     local function only_reads(r, n)
         if not r.writes then
@@ -627,7 +648,8 @@ queues = function()
         end
     end
 
-    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain}
+    QUEUES = {line = line, scan = scan, standing = standing, entry = entry, asks = asks, drain = drain,
+        notify = notify, res_queue = res_queue, limit_use = limit_use, is_final = is_final, unqueue = unqueue}
     return QUEUES
 end
 
@@ -700,8 +722,9 @@ local function ended(id, has_record, state, by, record_ms)
     redis.call('ZREM', K_RUNNING, id)
     redis.call('DEL', k_job(id))
     if has_record then
-        redis.call('HSET', k_holder(id), 'state', state, 'ended_by', by)
-        redis.call('PEXPIRE', k_holder(id), record_ms)
+        local k = k_holder(id)
+        redis.call('HSET', k, 'state', state, 'ended_by', by)
+        redis.call('PEXPIRE', k, num(record_ms))
     end
 end
 

@@ -24,8 +24,8 @@ if (capacity == 0 or capacity < before) and redis.call('ZCARD', K_WAITING) > 0 t
     for _, member in ipairs(redis.call('ZRANGE', q, 0, LINE_MAX - 1)) do
         local e = Q.entry(q, member)
         if e and (capacity == 0 or Q.asks(e, limit) > capacity) then
-            unqueue(e)
-            notify(e.ch, e.nonce)
+            Q.unqueue(e)
+            Q.notify(e.ch, e.nonce)
             for i = 1, #e.names + #e.lims do
                 local n = e.names[i]
                 local key = n and k_queue(n) or k_limitq(e.lims[i - #e.names][1])

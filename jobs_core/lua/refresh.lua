@@ -50,17 +50,15 @@ for j, l in ipairs(lims) do
 end
 
 if mine and lease_ms > 0 and not (ARGV[4] == '1' and out[1] == 0) then
-    local expiry = NOW + lease_ms / 1000
+    local expiry, ms = num(NOW + lease_ms / 1000), num(lease_ms)
     for _, i in ipairs(held) do
         local n = names[i]
         if i <= nin then
             local key = k_ilock(n)
             redis.call('ZADD', key, expiry, id)
-            if redis.call('PTTL', key) < lease_ms then
-                redis.call('PEXPIRE', key, lease_ms)
-            end
+            keep_for(key, ms)
         else
-            redis.call('PEXPIRE', k_olock(n), lease_ms)
+            redis.call('PEXPIRE', k_olock(n), ms)
         end
     end
     for _, l in ipairs(held_lims) do
@@ -68,12 +66,10 @@ if mine and lease_ms > 0 and not (ARGV[4] == '1' and out[1] == 0) then
         for s = 1, l[2] do
             redis.call('ZADD', k, 'XX', expiry, id .. '#' .. s)
         end
-        if redis.call('PTTL', k) < lease_ms then
-            redis.call('PEXPIRE', k, lease_ms)
-        end
+        keep_for(k, ms)
     end
     redis.call('ZADD', K_RUNNING, expiry, id)
-    redis.call('PEXPIRE', k_job(id), lease_ms + RECORD_SLACK_MS)
-    redis.call('PEXPIRE', k_holder(id), lease_ms)
+    redis.call('PEXPIRE', k_job(id), num(lease_ms + RECORD_SLACK_MS))
+    redis.call('PEXPIRE', k_holder(id), ms)
 end
 return out

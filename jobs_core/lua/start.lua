@@ -73,12 +73,13 @@ if #list == 0 then
     return {1, token, NOWS, r.lease}
 end
 
-local final = is_final(list)
+local Q = queues()
+local final = Q.is_final(list)
 if mode == 'wait' then
     local left = tonumber(ARGV[10])
     if final or left <= 0 then
         if record or r.ticket > 0 then
-            unqueue(r)
+            Q.unqueue(r)
             OUTBOX.names = r.names
             OUTBOX.lims = r.lims
             scan_lines(r.names, r.lims)
@@ -96,7 +97,7 @@ if mode == 'wait' then
         redis.call('ZADD', K_WAITING, NOW + alive / 1000, r.nonce)
         redis.call('SET', k_waiter(r.nonce), cjson.encode(r), 'PX', alive)
         for i = 1, #r.names + #r.lims do
-            local q = res_queue(r, i)
+            local q = Q.res_queue(r, i)
             redis.call('ZADD', q, 'NX', ticket, r.nonce)
             redis.call('PEXPIRE', q, 2 * ALIVE_MS)
         end
