@@ -541,10 +541,11 @@ class Coordinator(CoordinatorBase):
         self._wire = Wire(client) if usable(client) else None
         if self._wire is not None:
             call = self._wire.call
-            self._call: Callable[[str, Any, Any], Any] = lambda name, keys, args: call(getattr(scripts, name), keys,
-                                                                                          args)
+            #: ``call(script, keys, args)``: run the registered script ``script`` (a :class:`Call` step).
+            self.call: Callable[[str, Any, Any], Any] = lambda name, keys, args: call(getattr(scripts, name), keys,
+                                                                                         args)
         else:
-            self._call = lambda name, keys, args: getattr(scripts, name)(keys, args)
+            self.call = lambda name, keys, args: getattr(scripts, name)(keys, args)
         self._heartbeat: Heartbeat | None = None
         self._firsts: dict[tuple[Any, ...], Job] = {}  # see job()
         self._grants: Listener | None = None
@@ -607,7 +608,7 @@ class Coordinator(CoordinatorBase):
                 result: Any = None
                 match step:
                     case Call():  # the most common step first
-                        result = self._call(step.script, step.keys, step.args)
+                        result = self.call(step.script, step.keys, step.args)
                     case Batch(commands, transaction):
                         with self.client.pipeline(transaction=transaction) as pipe:
                             result = queue(pipe, commands).execute()

@@ -67,7 +67,10 @@ class Host(Protocol):
 
 
 class SyncHost(Host, Protocol):
-    """What a sync job needs besides: its coordinator's heartbeat thread."""
+    """What a sync job needs besides: its coordinator's heartbeat thread, and its script calls made
+    directly (a single start try and a stop need no flow)."""
+
+    call: Callable[[str, Any, Any], Any]
 
     def track(self, job: Any, first_beat: float | None) -> None:
         """Count ``job`` as running here, renewed after ``first_beat`` seconds (None: never)."""
@@ -332,13 +335,20 @@ class JobBase:
         return self.token
 
     def _stop_flow(self, commit: bool) -> Flow[None]:
+        self._stop_done((yield self._stop_call(commit)), commit)
+
+    def _stop_call(self, commit: bool) -> Call:
         plan = self._plan
         assert plan is not None
         if self._stop_nonce is None:
             # kept across repeats of a stop that failed in flight; one per start
             self._stop_nonce = f"{self._start_nonce}.stop" if self._start_nonce else os.urandom(8).hex()
-        reply = parse_stop((yield Call("stop", plan.keys, plan.stop_args(self.token, commit, self._stop_nonce))),
-                           plan)
+        return Call("stop", plan.keys, plan.stop_args(self.token, commit, self._stop_nonce))
+
+    def _stop_done(self, raw: Any, commit: bool) -> None:
+        plan = self._plan
+        assert plan is not None
+        reply = parse_stop(raw, plan)
         self._active = False
         self._stopped(reply, commit)
 
@@ -463,7 +473,8 @@ class Job(JobBase):
             wait = self._new_wait()
             c.wait_began(wait)
             try:
-                started = c.run(wait.flow())
+                # a single try needs none of the flow's steps
+                started = wait.once(c.call) if wait.wait <= 0 else c.run(wait.flow())
             except BaseException as exc:
                 self._not_started(wait, exc)
                 if wait.dirty:
@@ -555,7 +566,8 @@ class Job(JobBase):
                 return
             c = self.coordinator
             try:
-                c.run(self._stop_flow(not failed))
+                step = self._stop_call(not failed)
+                self._stop_done(c.call(step.script, step.keys, step.args), not failed)
             except BaseException:
                 self._stop_failed = self._active
                 raise

@@ -30,8 +30,9 @@ the replies can be canned, so the whole schedule is tested without a server.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import CoordinatorClosed, LimitTooSmall, ResourceUnavailable, UnknownLimit
 from .events import WaitProgress
@@ -198,15 +199,31 @@ class Wait:
         self.dirty = False
         return Started(reply.token, sent, reply.lease)
 
+    def once(self, call: Callable[[str, Sequence[str], Sequence[Any]], Any]) -> Started:
+        """What :meth:`flow` does for a wait of 0 seconds (one try), calling the script directly with
+        ``call(script, keys, args)``: a sync start runs no step machinery for it."""
+        assert self.wait <= 0
+        sent = self.clock()
+        self.dirty = True
+        reply = self._took(START, 0.0, call("start", self.plan.keys, self.plan.start_args(self.nonce)))
+        self.blockers = reply.blockers
+        if not reply.started:
+            raise self._unavailable(reply, sent)
+        self.waited = 0.0
+        self.dirty = False
+        return Started(reply.token, sent, reply.lease)
+
     def _try(self, mode: str, left: float, channel: str | None) -> Flow[tuple[float, StartReply]]:
         sent = self.clock()
         self.dirty = True
         args = self.plan.start_args(self.nonce, mode, max(left, 0.0) if mode == WAIT else 0.0, channel or "")
-        raw = yield Call("start", self.plan.keys, args)
+        return sent, self._took(mode, left, (yield Call("start", self.plan.keys, args)))
+
+    def _took(self, mode: str, left: float, raw: Any) -> StartReply:
         reply = parse_start(raw, self.plan)
         if not reply.started and (mode == START or left <= 0 or reply.final):
             self.dirty = False  # blocked, and nothing of this call stays in Redis
-        return sent, reply
+        return reply
 
     def _report(self, reply: StartReply, began: float, deadline: float) -> Flow[None]:
         assert self.describe is not None and self.on_progress is not None

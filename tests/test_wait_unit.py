@@ -93,6 +93,40 @@ def test_wait_zero_refused_leaves_nothing_behind():
     assert wait.blockers[0].holder.job_id == "holder.1"
 
 
+@pytest.mark.parametrize("reply", [started(), blocked(LOCKED), blocked(("output_exists", 1, "w.1", None, 0),
+                                                                     final=True)])
+def test_a_single_try_made_directly_is_the_flow_of_a_wait_of_zero(reply):
+    """Wait.once (what a sync start with wait=0 runs) answers exactly as the flow does."""
+    calls = []
+
+    def call(script, keys, args):
+        calls.append(Call(script, keys, args))
+        return reply
+
+    direct, flowed = Wait(plan(), "n1", 0.0, Clock(), poll=2), Wait(plan(), "n1", 0.0, Clock(), poll=2)
+    d = Driver(Clock())
+    try:
+        got: Any = direct.once(call)
+    except ResourceUnavailable as exc:
+        got = (exc.args, exc.blockers)
+    try:
+        want: Any = d.run(flowed.flow(), lambda step: reply)
+    except ResourceUnavailable as exc:
+        want = (exc.args, exc.blockers)
+    assert got == want and calls == d.steps
+    assert (direct.dirty, direct.blockers, direct.waited) == (flowed.dirty, flowed.blockers, flowed.waited)
+
+
+def test_a_single_try_whose_call_failed_may_have_left_a_start():
+    def call(script, keys, args):
+        raise ConnectionError("reply lost")
+
+    wait = Wait(plan(), "n1", 0.0, Clock(), poll=2)
+    with pytest.raises(ConnectionError):
+        wait.once(call)
+    assert wait.dirty  # the job leaves (leave.lua releases a start made for it)
+
+
 def test_first_wait_registers_before_the_try_that_takes_a_place():
     """Not listening yet: a plain try, then the registration (confirmed), then tries that queue."""
     clock = Clock()
