@@ -25,6 +25,8 @@ from __future__ import annotations
 import codecs
 import inspect
 import os
+import select
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -123,6 +125,8 @@ def usable(client: Any) -> bool:
     return utf8 and options.get("encoding_errors", "strict") == "strict"
 
 
+_UNKNOWN = object()
+
 #: A pool of at least this many connections (redis-py's default is 100) lends the wire one to
 #: keep; a smaller one, or a blocking pool, keeps all of its connections for the application.
 KEEP_MIN_POOL = 32
@@ -193,9 +197,15 @@ class Wire:
 def _check_idle(conn: Any) -> None:
     """Drop the kept connection if it is not idle (closed by the server, which a restart or a client
     kill does, or holding unread data), as the pool's checkout does for each of its connections."""
+    sock = getattr(conn, "_sock", _UNKNOWN)
     try:
-        stale = conn.can_read(timeout=0)
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        if sock is None:
+            return  # not connected: the send connects
+        if isinstance(sock, socket.socket):  # one select(2), where can_read() costs three system calls
+            stale = bool(select.select([sock], [], [], 0)[0])
+        else:
+            stale = conn.can_read(timeout=0)
+    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
         stale = True
     if stale:
         conn.disconnect()  # the next send connects anew
