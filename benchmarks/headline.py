@@ -7,15 +7,17 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import redis
 import redis.asyncio
 
 import jobs_core
+from jobs_core.wire import Wire
 
 from .env import Env
-from .libs import JOBS_CORE, JOBSPY, LIBS, PREFIX, JobsCore, JobsPy, observed
+from .libs import JOBS_CORE, JOBSPY, LIBS, PREFIX, JobsCore, JobsPy, make_client, observed
 from .measure import calibrate, clock, interleave, median, percentile, run_block
 from .workers import Workers
 
@@ -160,7 +162,10 @@ def cycle_breakdown(env: Env) -> Metric:
 
     * floor: two round trips of EVALSHA ``return 1`` without arguments;
     * payload: the same two calls with the library's exact keys and arguments
-      (``return 1`` again), minus the floor: encoding, transfer, argument parsing;
+      (``return 1`` again), sent as the library sends them, minus the floor:
+      encoding, transfer, argument parsing (negative for jobs_core when its
+      wire, which skips redis-py's command path, costs less than the floor's
+      plain ``evalsha``);
     * script: server time of the real scripts minus that of the payload replay
       (INFO commandstats, which includes the commands the scripts call);
     * rest: everything else: the library's own Python (job object, plan, reply
@@ -172,7 +177,12 @@ def cycle_breakdown(env: Env) -> Metric:
     """
     env.reset()
     rec = RecordingRedis.from_url(env.url, socket_timeout=120)
-    libs = {JOBS_CORE: JobsCore(rec), JOBSPY: JobsPy(rec)}
+    # jobs_core's cycles run on a plain client, as users' do: a client that overrides execute_command
+    # (the recorder) makes it take redis-py's path instead of its wire; its calls are recorded on
+    # a second coordinator, and replayed through the wire
+    plain = make_client(env.url)
+    libs = {JOBS_CORE: JobsCore(plain), JOBSPY: JobsPy(rec)}
+    recorders = {JOBS_CORE: JobsCore(rec), JOBSPY: libs[JOBSPY]}
     sha = rec.script_load("return 1")
     out: Metric = {"metric": "cycle_breakdown", "unit": "us per fresh start+stop cycle", "goal": "diagnosis",
                    "met": None, JOBS_CORE: {}, JOBSPY: {}}
@@ -182,12 +192,14 @@ def cycle_breakdown(env: Env) -> Metric:
         fns: dict[str, Callable[[], object]] = {"raw": lambda: rec.evalsha(sha, 0)}
         for name, lib in libs.items():
             cycle = lib.fresh_cycle(inputs, outputs)
-            cycle()  # scripts loaded, so the recording holds the calls of a normal cycle
-            rec.recording = []
             cycle()
+            recorded = recorders[name].fresh_cycle(inputs, outputs)
+            recorded()  # scripts loaded, so the recording holds the calls of a normal cycle
+            rec.recording = []
+            recorded()
             calls, rec.recording = rec.recording, None
             fns[name] = cycle
-            fns[f"{name}_payload"] = _replay(rec, sha, calls)
+            fns[f"{name}_payload"] = _replay_wire(plain, sha, calls) if name == JOBS_CORE else _replay(rec, sha, calls)
         res = interleave(fns, baseline="raw", budget_s=env.params.floor_budget_s / 2, block_s=env.params.block_s)
         server = _server_costs(env, {k: v for k, v in fns.items() if k != "raw"}, env.params.breakdown_cycles)
         for name in libs:
@@ -201,7 +213,22 @@ def cycle_breakdown(env: Env) -> Metric:
                 "server_us": _r(usec, 1), "redis_commands": _r(commands, 1),
             }
     rec.close()
+    plain.close()
     return out
+
+
+def _replay_wire(client: redis.Redis, sha: str, calls: list[tuple[Any, ...]]) -> Callable[[], None]:
+    """The recorded script calls of one cycle, sent again with ``return 1`` as the script, as jobs_core
+    sends them on a plain client (:mod:`jobs_core.wire`)."""
+    wire = Wire(client)
+    script = SimpleNamespace(sha=sha)  # loaded already: the wire never falls back to calling it
+    payloads = [(call[3:3 + int(call[2])], list(call[3 + int(call[2]):])) for call in calls]
+
+    def replay() -> None:
+        for keys, args in payloads:
+            wire.call(script, keys, args)
+
+    return replay
 
 
 def _replay(client: redis.Redis, sha: str, calls: list[tuple[Any, ...]]) -> Callable[[], None]:
