@@ -225,6 +225,12 @@ def _send(conn: Any, packed: bytes) -> tuple[bool, Any]:
         return True, conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())
     except NoScriptError:
         return False, None
+    except BaseException:
+        # an interrupt, a time-out, a script error: a reply may still be on its way (Sentinel's
+        # connections do not drop themselves on an interrupt), and must never be read as the
+        # reply of the next call on this connection
+        conn.disconnect()
+        raise
     finally:
         if getattr(conn, "should_reconnect", None) is not None and conn.should_reconnect():
             conn.disconnect()

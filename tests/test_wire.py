@@ -213,3 +213,45 @@ def test_a_kept_connection_the_server_closed_is_replaced_before_the_call(redis_s
     assert text(admin.get(prefix + "last")) == job.id
     c.close()
     admin.close()
+
+
+def test_an_interrupted_call_leaves_no_reply_for_the_next_one(redis_server, prefix):
+    """An interrupt (here a signal) while a start waits for its reply: the reply still comes, and
+    must not be read as the reply of the calls that follow (the job's leave, the next start). A
+    Sentinel connection does not drop itself on an interrupt; this one is made to behave alike."""
+    import functools
+    import signal
+    import time
+
+    client = redis.Redis.from_url(redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url)
+    c = jobs_core.Coordinator(client, prefix)
+    with c.job([], ["warm"], duration=5):
+        pass
+    conn = c._wire._conn
+    conn.read_response = functools.partial(type(conn).read_response, conn, disconnect_on_error=False)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        admin.execute_command("CLIENT", "PAUSE", 400, "ALL")  # the start is sent, its reply held back
+        signal.setitimer(signal.ITIMER_REAL, 0.15)
+        job = c.job([], ["x"], duration=30)
+        with pytest.raises(KeyboardInterrupt):
+            job.start()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert not job.is_running
+    time.sleep(0.4)
+    assert admin.get(prefix + "olock:x") is None  # dropped with its connection, or released by the leave
+    with c.job([], ["x"], duration=5) as again:
+        assert again.token == int(admin.get(prefix + "jobs:token"))  # its own reply, not an earlier call's
+    assert text(admin.get(prefix + "x")) == again.id
+    with c.job(["x"], ["y"], duration=5) as after:
+        pass
+    assert c.output_info("y").writer == after.id
+    c.close()
+    admin.close()
