@@ -77,9 +77,17 @@ GLOBAL = instruments()
 GLOBAL_PROVIDER = otel.get_meter_provider()
 
 try:  # what get_meter_provider() returns while the application has set no provider
+    from opentelemetry.metrics import _internal as _otel_internal
     from opentelemetry.metrics._internal import _ProxyMeterProvider as _Unset
 except ImportError:  # pragma: no cover - another opentelemetry-api layout: record always
     _Unset = ()  # type: ignore[assignment,misc]
+    _otel_internal = None  # type: ignore[assignment]
+
+
+def _none_set() -> bool:
+    """Whether no provider was set yet (then get_meter_provider() answers its placeholder): one
+    attribute read, where get_meter_provider() also reads the environment on every call."""
+    return _otel_internal is not None and getattr(_otel_internal, "_METER_PROVIDER", True) is None
 
 
 def _silent(provider: Any) -> bool:
@@ -116,6 +124,8 @@ class MetricsObserver(Observer):
         forked task process). Looked up (about 1 µs) when a start or a repair is recorded; what
         follows a start uses the same."""
         if not self._fixed:
+            if self._silent and _none_set():
+                return None
             provider = otel.get_meter_provider()
             if provider is not self._provider:
                 self._provider = provider

@@ -67,7 +67,7 @@ class Argv(list):
         super().__init__(items)
         self._resp: list[bytes] | None = None
         self._base: Argv | None = None
-        self._changed: tuple[int, ...] = ()
+        self._changed: dict[int, Any] | tuple[()] = ()
 
     def changed(self, changes: dict[int, Any]) -> Argv:
         """A copy with the items at the given positions replaced."""
@@ -75,7 +75,7 @@ class Argv(list):
         other.extend(self)
         for i, value in changes.items():
             other[i] = value
-        other._resp, other._base, other._changed = None, self, tuple(changes)
+        other._resp, other._base, other._changed = None, self, changes
         return other
 
     def bulks(self) -> list[bytes]:
