@@ -15,11 +15,8 @@ import pytest
 import redis
 
 import jobs_core
+from jobs_core.protocol import text
 from jobs_core.wire import Argv, Wire, bulk, usable
-
-
-def text(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def test_the_bytes_sent_are_what_redis_py_packs(redis7, prefix):
@@ -168,7 +165,6 @@ def test_threads_share_the_kept_connection_or_take_their_own(redis7, prefix):
     c.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 def test_a_forked_child_takes_its_own_connection(redis7, prefix):
     client = redis7.client()
     c = jobs_core.Coordinator(client, prefix)
